@@ -1,0 +1,34 @@
+# Two commands matter: `make serve` and `make test`. Both install first (once).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.restora-installed
+# The second install step: packages whose declared requirements would pull CUDA torch
+# (basicsr's build isolation) and the GUI OpenCV build, so they go in without dependencies.
+NO_DEPS := basicsr==1.4.2 facexlib==0.3.0 gfpgan==1.3.8
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install serve test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(NO_DEPS)
+	$(BIN)/restora bundles install upscale --embedded
+	touch $(STAMP)
+
+serve: install
+	$(BIN)/restora serve $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

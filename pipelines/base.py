@@ -1,0 +1,116 @@
+"""The contract every pipeline step follows.
+
+A step is one module exposing ``STEP = Step(...)``. Its ``run`` receives the image, its
+validated parameters and a :class:`StepContext`; it returns a :class:`StepOutcome`. Steps know
+nothing of HTTP, file paths or globals: progress, cancellation, the device and the models all
+arrive through the context.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+
+class PipelineError(Exception):
+    """A failure with a stable, machine-readable code and a sentence for people."""
+
+    code = "PIPELINE_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = dict(details or {})
+
+
+class Cancelled(PipelineError):
+    """Raised at a step boundary (a tile, a band, a face) once cancellation was requested."""
+
+    code = "CANCELLED"
+
+
+class ModelUnavailable(PipelineError):
+    """A model's bundle is missing or broken; carries the bundle name for the error payload."""
+
+    code = "BUNDLE_NOT_INSTALLED"
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image: linear-in-file (display-referred) RGB floats in [0, 1], plus extras.
+
+    ``rgb`` is float32 HxWx3. ``alpha`` is float32 HxW or None. ``bit_depth`` is 8 or 16 and tells
+    the encoder what precision the source had.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def with_rgb(self, rgb: np.ndarray) -> "Picture":
+        return replace(self, rgb=rgb)
+
+
+class ModelProvider(Protocol):
+    """Gives steps loaded models by id; loads each once per worker and keeps it warm."""
+
+    def get(self, model_id: str) -> Any: ...
+
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class StepContext:
+    """What a running step may use besides its image and parameters."""
+
+    report: ProgressFn
+    is_cancelled: Callable[[], bool]
+    device: str = "cpu"
+    models: ModelProvider | None = None
+    threads: int = 1
+
+    def progress(self, fraction: float, stage: str) -> None:
+        """Report progress within this step (0..1) with a stage text for people."""
+        self.report(min(max(fraction, 0.0), 1.0), stage)
+
+    def check_cancelled(self) -> None:
+        if self.is_cancelled():
+            raise Cancelled("The job was cancelled.")
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's result: the new image and what it measured.
+
+    ``skipped`` is a reason when the step decided not to change anything (for example denoise on
+    a clean photo); the image is then returned unchanged.
+    """
+
+    image: Picture
+    measurements: Mapping[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+StepFn = Callable[[Picture, Mapping[str, Any], StepContext], StepOutcome]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    stage: str
+    run: StepFn
+    bundle: str | None = None
+    weight: float = 1.0

@@ -1,0 +1,39 @@
+"""restore-photo (seed 001): scratch repair, face enhancement, denoise, optional colorization."""
+from __future__ import annotations
+
+from pipelines.params import Param, ValidParams
+from pipelines.tools import StepCall, Tool
+
+PARAMS = (
+    Param("scratchRemoval", "boolean", True, "Remove scratches, cracks and fold lines."),
+    Param("faceEnhancement", "boolean", True, "Enhance faces (needs the photo-restoration bundle)."),
+    Param("fidelity", "number", 0.7, "Face fidelity: higher keeps more of the original face.", 0, 1),
+    Param("denoise", "boolean", True, "Reduce noise and grain when the photo has any."),
+    Param("denoiseStrength", "number", 25, "Denoising strength.", 0, 100),
+    Param("colorize", "boolean", False, "Colorize a black-and-white or toned photo (needs the colorization bundle)."),
+    Param("colorizeStrength", "number", 85, "Colour intensity.", 0, 100),
+)
+
+
+def plan(params: ValidParams) -> list[StepCall]:
+    # Order from the contract: scratch repair, faces, denoise, then colorize last.
+    wanted = [
+        ("scratchRemoval", StepCall("scratch_removal")),
+        ("faceEnhancement", StepCall("face_enhancement", {"fidelity": params["fidelity"]})),
+        ("denoise", StepCall("denoise", {"strength": params["denoiseStrength"]})),
+        ("colorize", StepCall("colorize", {"strength": params["colorizeStrength"]})),
+    ]
+    return [
+        StepCall(call.step, call.params, explicit=flag in params.explicit)
+        for flag, call in wanted
+        if params[flag]
+    ]
+
+
+TOOL = Tool(
+    name="restore-photo",
+    summary="Fix scratches, tears and damage on old photos; enhance faces; denoise; optionally colorize.",
+    params=PARAMS,
+    plan=plan,
+    output_suffix="restored",
+)
