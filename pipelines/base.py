@@ -96,12 +96,14 @@ class StepOutcome:
     """A step's result: the new image and what it measured.
 
     ``skipped`` is a reason when the step decided not to change anything (for example denoise on
-    a clean photo); the image is then returned unchanged.
+    a clean photo); the image is then returned unchanged. ``extras`` are additional results by
+    result type (e.g. ``background_removed`` next to the enhanced image); they are written as PNG.
     """
 
     image: Picture
     measurements: Mapping[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    extras: Mapping[str, Picture] = field(default_factory=dict)
 
 
 StepFn = Callable[[Picture, Mapping[str, Any], StepContext], StepOutcome]

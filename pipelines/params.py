@@ -8,6 +8,7 @@ declaration produces the JSON schema served at ``GET /api/v1/tools``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +33,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
+    pattern: str | None = None  # for strings: a regular expression the whole value must match
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind, "description": self.description}
@@ -43,6 +45,8 @@ class Param:
             out["maximum"] = self.maximum
         if self.choices is not None:
             out["enum"] = list(self.choices)
+        if self.pattern is not None:
+            out["pattern"] = f"^{self.pattern}$"
         return out
 
     def coerce(self, raw: Any) -> Any:
@@ -50,6 +54,8 @@ class Param:
         value = _COERCERS[self.kind](raw)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"must be one of {', '.join(map(str, self.choices))}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"must match {self.pattern}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"must be at least {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
@@ -85,6 +91,9 @@ def _as_integer(raw: Any) -> int:
 
 
 def _as_string(raw: Any) -> str:
+    # Whole numbers are accepted where a choice is spelled as digits (enhance's scale "2").
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
     if not isinstance(raw, str):
         raise ValueError("must be a string")
     return raw.strip()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
-from pipelines.tools import StepCall, Tool
+from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.tools.common import OUTPUT_PARAMS
 
 PARAMS = (
     Param("scratchRemoval", "boolean", True, "Remove scratches, cracks and fold lines."),
@@ -12,10 +13,10 @@ PARAMS = (
     Param("denoiseStrength", "number", 25, "Denoising strength.", 0, 100),
     Param("colorize", "boolean", False, "Colorize a black-and-white or toned photo (needs the colorization bundle)."),
     Param("colorizeStrength", "number", 85, "Colour intensity.", 0, 100),
-)
+) + OUTPUT_PARAMS
 
 
-def plan(params: ValidParams) -> list[StepCall]:
+def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     # Order from the contract: scratch repair, faces, denoise, then colorize last.
     wanted = [
         ("scratchRemoval", StepCall("scratch_removal")),
@@ -36,4 +37,6 @@ TOOL = Tool(
     params=PARAMS,
     plan=plan,
     output_suffix="restored",
+    result_type="restored",
+    result_defaults={"scratchCoverage": None, "facesEnhanced": 0, "colorized": False},
 )

@@ -1,0 +1,70 @@
+"""Where the faces are, for steps that must leave them untouched (enhance's restore mode).
+
+RetinaFace (photo-restoration bundle) is used when it is installed; otherwise OpenCV's Haar
+cascade, which ships with opencv-python-headless 4.x and needs no download. Detection runs on a
+copy at most DETECT_SIDE pixels on its long side, so a 24 MP photo costs what a 1 MP one does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from pipelines.base import ModelUnavailable, StepContext
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in full-resolution pixels
+DETECT_SIDE = 1024
+# Protect hair and chin too: the detectors box the inner face.
+MARGIN = 0.25
+
+# Set by the face-enhancement module when it is importable; returns boxes at the given scale.
+RetinaDetector = Callable[[np.ndarray, StepContext], list[Box]]
+
+
+def face_boxes(rgb: np.ndarray, ctx: StepContext, retina: RetinaDetector | None = None) -> list[Box]:
+    """Face boxes, widened by MARGIN and clipped to the image."""
+    small, factor = _downscaled(rgb)
+    boxes: list[Box] | None = None
+    if retina is not None and ctx.models is not None:
+        try:
+            boxes = retina(small, ctx)
+        except ModelUnavailable:
+            boxes = None
+    if boxes is None:
+        boxes = _haar(small)
+    height, width = rgb.shape[:2]
+    return [_widen(box, factor, width, height) for box in boxes]
+
+
+def protect_mask(shape: tuple[int, int], boxes: list[Box]) -> np.ndarray:
+    """A boolean mask that is True inside any box."""
+    mask = np.zeros(shape, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _downscaled(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    long_side = max(rgb.shape[:2])
+    if long_side <= DETECT_SIDE:
+        return rgb, 1.0
+    factor = DETECT_SIDE / long_side
+    size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _haar(rgb: np.ndarray) -> list[Box]:
+    gray = cv2.cvtColor((np.clip(rgb, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    gray = cv2.equalizeHist(gray)  # old prints are often low-contrast
+    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
+    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in found]
+
+
+def _widen(box: Box, factor: float, width: int, height: int) -> Box:
+    x0, y0, x1, y1 = (v / factor for v in box)
+    dx, dy = (x1 - x0) * MARGIN, (y1 - y0) * MARGIN
+    return (max(0, int(x0 - dx)), max(0, int(y0 - dy)), min(width, int(np.ceil(x1 + dx))),
+            min(height, int(np.ceil(y1 + dy))))

@@ -1,0 +1,1 @@
+"""Model architectures, checkpoint loading and weight conversion for the pipeline steps."""

@@ -1,0 +1,48 @@
+"""Loaders: read an official checkpoint format from an explicit path into a ready model.
+
+The manifest names a loader for every model file; workers call :func:`load_model` once per model
+and keep the result warm. Loaders never download anything and never look at the working directory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines.registry import Registry
+
+Loader = Callable[[Path, str], Any]
+
+
+def _rrdbnet(scale: int) -> Loader:
+    def load(path: Path, device: str) -> Any:
+        from pipelines.models.rrdbnet import load_rrdbnet
+
+        return load_rrdbnet(path, scale, device)
+    return load
+
+
+def _srvgg_x4(path: Path, device: str) -> Any:
+    """realesr-general-x4v3 (and its -wdn twin): SRVGGNetCompact, 64 features, 32 convs, PReLU."""
+    import torch
+
+    from pipelines.models.rrdbnet import select_state_dict
+    from pipelines.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+
+    model = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
+    model.load_state_dict(select_state_dict(torch.load(path, map_location="cpu", weights_only=True)), strict=True)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def build_loader_registry() -> Registry[Loader]:
+    registry: Registry[Loader] = Registry("loader")
+    registry.register("rrdbnet-x4", _rrdbnet(4))
+    registry.register("rrdbnet-x2", _rrdbnet(2))
+    registry.register("srvgg-x4", _srvgg_x4)
+    return registry
+
+
+def load_model(loader: str, path: Path, device: str) -> Any:
+    return build_loader_registry().get(loader)(Path(path), device)

@@ -1,0 +1,129 @@
+"""Run one tool job: decode, run the planned steps in order, write the result and a preview.
+
+Progress is reported as an overall percentage: decoding takes the first 5%, the steps share
+5–90% by their declared weights, writing the files takes the rest.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pipelines.analysis import is_grayscale
+from pipelines.base import ModelProvider, Picture, Step, StepContext, StepOutcome
+from pipelines.imaging.decode import decode_file
+from pipelines.imaging.encode import extension_for, output_format_for, write_output, write_preview
+from pipelines.registry import Registry
+
+PREVIEW_NAME = "preview.webp"
+_DECODE_END, _STEPS_END = 5.0, 90.0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    tool: str
+    plan: list[Mapping[str, Any]]
+    input_path: Path
+    output_dir: Path
+    output_stem: str
+    input_format: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_message(cls, job: Mapping[str, Any]) -> "RunRequest":
+        return cls(tool=job["tool"], plan=list(job["plan"]), input_path=Path(job["input_path"]),
+                   output_dir=Path(job["output_dir"]), output_stem=job["output_stem"],
+                   input_format=job["input_format"], options=dict(job.get("options") or {}))
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one run: what ran, what was skipped, what was measured."""
+
+    steps: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, int] = field(default_factory=dict)
+    extras: dict[str, Picture] = field(default_factory=dict)
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.timings[name] = int((time.perf_counter() - start) * 1000)
+
+    def record(self, step: Step, outcome: StepOutcome) -> None:
+        self.measurements.update(outcome.measurements)
+        self.extras.update(outcome.extras)
+        if outcome.skipped:
+            self.skipped.append({"step": step.name, "reason": outcome.skipped, "bundle": None})
+        else:
+            self.steps.append(step.name)
+
+
+def run_tool_job(request: RunRequest, steps: Registry[Step], *, report: Callable[[float, str], None],
+                 is_cancelled: Callable[[], bool], device: str = "cpu",
+                 models: ModelProvider | None = None, threads: int = 1) -> dict[str, Any]:
+    run = _Run()
+    base = StepContext(report=report, is_cancelled=is_cancelled, device=device, models=models, threads=threads)
+    base.report(0.0, "Decoding image...")
+    picture = run.timed("decode", lambda: decode_file(request.input_path))
+    grayscale = is_grayscale(picture.rgb)
+    picture = _run_steps(picture, request.plan, steps, base, run)
+    base.check_cancelled()
+    base.report(_STEPS_END, "Saving result...")
+    files, output_format = run.timed("encode", lambda: _write_files(picture, request, run.extras))
+    return {
+        "files": files, "outputFormat": output_format, "width": picture.width, "height": picture.height,
+        "outputSize": (request.output_dir / files["output"]).stat().st_size,
+        "steps": run.steps, "skipped": run.skipped, "measurements": run.measurements,
+        "isGrayscale": grayscale, "timings": run.timings,
+    }
+
+
+def _run_steps(picture: Picture, plan: list[Mapping[str, Any]], steps: Registry[Step],
+               base: StepContext, run: _Run) -> Picture:
+    calls = [(steps.get(call["step"]), call.get("params") or {}) for call in plan]
+    total = sum(step.weight for step, _ in calls) or 1.0
+    done = 0.0
+    for step, params in calls:
+        base.check_cancelled()
+        start = _DECODE_END + (_STEPS_END - _DECODE_END) * done / total
+        span = (_STEPS_END - _DECODE_END) * step.weight / total
+        ctx = StepContext(report=lambda f, stage, s=start, w=span: base.report(s + f * w, stage),
+                          is_cancelled=base.is_cancelled, device=base.device, models=base.models,
+                          threads=base.threads)
+        ctx.progress(0.0, step.stage)
+        outcome = run.timed(step.name, lambda: step.run(picture, params, ctx))
+        run.record(step, outcome)
+        picture = outcome.image
+        done += step.weight
+    return picture
+
+
+def _write_files(picture: Picture, request: RunRequest,
+                 extras: Mapping[str, Picture]) -> tuple[dict[str, str], str]:
+    output_format = request.options.get("outputFormat") or output_format_for(request.input_format)
+    quality = request.options.get("quality")
+    name = f"{request.output_stem}.{extension_for(output_format)}"
+    _atomic(request.output_dir / name, lambda tmp: write_output(picture, tmp, output_format, quality))
+    _atomic(request.output_dir / PREVIEW_NAME, lambda tmp: write_preview(picture, tmp))
+    files = {"output": name, "preview": PREVIEW_NAME}
+    for result_type, extra in extras.items():
+        extra_name = f"{request.output_stem}_{result_type}.png"
+        _atomic(request.output_dir / extra_name, lambda tmp, pic=extra: write_output(pic, tmp, "png"))
+        files[result_type] = extra_name
+    return files, output_format
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write next to the target and rename, so a half-written file is never served."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

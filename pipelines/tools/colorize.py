@@ -1,0 +1,26 @@
+"""colorize: DDColor colorization of greyscale and toned (sepia, cyanotype) photos."""
+from __future__ import annotations
+
+from pipelines.params import Param, ValidParams
+from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.tools.common import OUTPUT_PARAMS
+
+PARAMS = (
+    Param("strength", "number", 85, "Colour intensity: 0 leaves the photo grey, 100 applies the model's full colour.",
+          0, 100),
+) + OUTPUT_PARAMS
+
+
+def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
+    return [StepCall("colorize", {"strength": params["strength"]}, explicit=True)]
+
+
+TOOL = Tool(
+    name="colorize",
+    summary="Colorize black-and-white and toned photos with DDColor at full resolution.",
+    params=PARAMS,
+    plan=plan,
+    output_suffix="colorized",
+    result_type="colorized",
+    result_defaults={"colorized": False},
+)

@@ -1,0 +1,20 @@
+"""Parameters every tool shares: the output format and its quality."""
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.params import Param, ValidParams
+
+OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "tiff")
+
+OUTPUT_PARAMS = (
+    Param("outputFormat", "string", None, "Output format; default: the input's format where it can be "
+          "written, else PNG.", choices=OUTPUT_FORMATS),
+    Param("quality", "integer", None, "Quality for lossy output formats (default 95 for JPEG/WebP, 80 for AVIF).",
+          1, 100),
+)
+
+
+def output_options(params: ValidParams) -> dict[str, Any]:
+    return {name: params.values[name] for name in ("outputFormat", "quality")
+            if params.values.get(name) is not None}

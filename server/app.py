@@ -1,0 +1,96 @@
+"""``create_app(settings)`` builds the whole server; nothing happens at import time."""
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from pipelines.steps import build_step_registry
+from pipelines.tools import build_tool_registry
+from server.bundles.catalog import BundleCatalog
+from server.db import Store
+from server.errors import error_middleware
+from server.events import EventHub
+from server.executor.base import Executor
+from server.executor.pool import ProcessPool
+from server.jobs import Job
+from server.manager import JobManager
+from server.routes import bundles, jobs, system, tools
+from server.routes.bundles import cancel_installs
+from server.routes.web import add_web_routes
+from server.settings import Settings
+from server.state import BUNDLES, EXECUTOR, HUB, LIFECYCLE, MANAGER, SETTINGS, STEPS, STORE, TOOLS, INSTALLS, Lifecycle
+from server.views import public_result
+
+log = logging.getLogger("restora")
+
+
+def create_app(settings: Settings, *, executor: Executor | None = None) -> web.Application:
+    settings.validate()
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[TOOLS] = build_tool_registry()
+    app[STEPS] = build_step_registry()
+    app[LIFECYCLE] = Lifecycle()
+    app[INSTALLS] = {}
+    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_job_system(executor))
+    app.on_shutdown.append(_begin_drain)
+    for module in (tools, jobs, system, bundles):
+        app.add_routes(module.routes)
+    add_web_routes(app)
+    return app
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    for folder in (settings.data_dir, settings.jobs_dir, settings.data_dir / "tmp"):
+        folder.mkdir(parents=True, exist_ok=True)
+    _clear_stale_uploads(settings)
+    app[STORE] = Store(settings.db_path)
+    app[HUB] = EventHub(app[STORE])
+    app[BUNDLES] = BundleCatalog.open(settings.models_dir, settings.manifests_dir)
+    yield
+    app[STORE].close()
+
+
+def _job_system(executor: Executor | None):
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        app[EXECUTOR] = executor or ProcessPool(settings, {
+            "modelsDir": str(settings.models_dir),
+            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None})
+        app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
+        await app[EXECUTOR].start()
+        await app[MANAGER].start()
+        log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
+        yield
+        await app[EXECUTOR].stop(settings.shutdown_grace_s)
+        await app[MANAGER].drain()
+        await app[MANAGER].stop()
+
+    return context
+
+
+def _result_builder(app: web.Application):
+    def build(job: Job, raw: dict[str, Any]) -> dict[str, Any]:
+        if job.kind != "tool":
+            return raw
+        tool = app[TOOLS].get(job.tool)
+        return public_result(job, raw, tool.result_type, tool.result_defaults)
+
+    return build
+
+
+async def _begin_drain(app: web.Application) -> None:
+    """SIGTERM: refuse new work (503), end SSE streams; cleanup then stops the workers."""
+    app[LIFECYCLE].draining = True
+    await cancel_installs(app)
+    app[HUB].close()
+
+
+def _clear_stale_uploads(settings: Settings) -> None:
+    """Uploads interrupted by a crash never became jobs; remove them."""
+    for leftover in (settings.data_dir / "tmp").glob("upload-*"):
+        leftover.unlink(missing_ok=True)

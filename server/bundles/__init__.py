@@ -1,0 +1,1 @@
+"""Installable model bundles: manifests, the on-disk model store, the installer."""

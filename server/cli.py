@@ -1,0 +1,63 @@
+"""The ``restora`` command: ``serve`` and ``bundles``. Settings are read here, at the edge."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from server.settings import DEFAULT_PORT, Settings, default_data_dir
+
+log = logging.getLogger("restora")
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("RESTORA_DATA_DIR") or default_data_dir()).expanduser().resolve()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="where jobs, results and models live "
+                        "(default: $RESTORA_DATA_DIR or a per-user data folder)")
+    parser = argparse.ArgumentParser(prog="restora", description="Self-hosted photo restoration server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server", parents=[common])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes, one per device slot (0 = accept and queue jobs only)")
+    serve.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
+    serve.add_argument("--result-ttl", type=float, default=24 * 3600, help="seconds results are kept")
+    from server.bundles.cli import add_bundle_commands
+
+    add_bundle_commands(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = _data_dir(args.data_dir)
+    if args.command == "serve":
+        return _serve(args, data_dir)
+    return args.run(args, data_dir)
+
+
+def _serve(args: argparse.Namespace, data_dir: Path) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
+    settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=args.workers,
+                        device=args.device, result_ttl_s=args.result_ttl,
+                        manifests_dir=Path(manifests) if manifests else None).validate()
+    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                shutdown_timeout=settings.shutdown_grace_s + 5, print=log.info, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

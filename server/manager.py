@@ -1,0 +1,238 @@
+"""The job manager: creates jobs, follows the executor's events, retries, cancels, expires.
+
+``_record`` is the one function that changes a job: it validates a status change, persists the job
+and its new event in one transaction, then publishes the event to SSE subscribers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from typing import Any, Callable
+
+from server.db import Store
+from server.events import EventHub, JobEvent
+from server.executor.base import EventKind, Executor, ExecutorEvent, WorkItem
+from server.jobs import TERMINAL_EVENT, Job, JobStatus, check_transition
+from server.settings import Settings
+from server.views import progress_data, terminal_data
+
+log = logging.getLogger("restora.jobs")
+
+ResultBuilder = Callable[[Job, dict[str, Any]], dict[str, Any]]
+
+
+class JobManager:
+    def __init__(self, settings: Settings, store: Store, hub: EventHub, executor: Executor,
+                 build_result: ResultBuilder):
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.executor = executor
+        self._build_result = build_result
+        self._active: dict[str, Job] = {}
+        self._positions: dict[str, int] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._recover()
+        self._tasks = [asyncio.create_task(self._consume(), name="executor-events"),
+                       asyncio.create_task(self._sweep_forever(), name="expiry")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """After the executor stopped: apply its last events (INTERRUPTED jobs go back to queued)."""
+        await asyncio.gather(self._tasks[0], return_exceptions=True)
+
+    # -- queries ----------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        return self._active.get(job_id) or self.store.get_job(job_id)
+
+    def queue_position(self, job_id: str) -> int | None:
+        return self.executor.queue_position(job_id) if job_id in self._active else None
+
+    def queue_depth(self) -> int:
+        return sum(1 for job in self._active.values() if job.status == JobStatus.QUEUED)
+
+    def job_dir(self, job_id: str):
+        return self.settings.jobs_dir / job_id
+
+    # -- commands ---------------------------------------------------------------------------
+    def create(self, job: Job, *, in_process: bool = False) -> Job:
+        """Persist a new queued job with its first event, then hand it to the executor.
+
+        ``in_process`` jobs (bundle installs) are run by the server itself, which reports their
+        progress through :meth:`apply` with the same events a worker would produce.
+        """
+        job.last_event_id = 1
+        self.store.insert_job(job)
+        self.store.save_job(job, event=(1, "progress", progress_data(job, None)))
+        self._active[job.id] = job
+        if in_process:
+            self.apply(ExecutorEvent(EventKind.STARTED, job.id))
+        else:
+            self.executor.submit(self._work_item(job))
+            self._announce_positions()
+        return job
+
+    def apply(self, event: ExecutorEvent) -> None:
+        """Apply an event about an in-process job, exactly as if the executor had sent it."""
+        self._handle(event)
+
+    def cancel(self, job_id: str) -> Job | None:
+        job = self.get(job_id)
+        if job is None:
+            return None
+        if not job.status.terminal:
+            self.executor.cancel(job_id)
+            self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
+            self._announce_positions()
+        elif job.status != JobStatus.EXPIRED:
+            self._record(job, None, status=JobStatus.EXPIRED, stage="Deleted")
+        self._remove_files(job_id)
+        return job
+
+    # -- executor events --------------------------------------------------------------------
+    async def _consume(self) -> None:
+        async for event in self.executor.events():
+            try:
+                self._handle(event)
+            except Exception:  # one bad event must not stop the whole stream; log it loudly
+                log.exception("could not apply executor event %s", event)
+
+    def _handle(self, event: ExecutorEvent) -> None:
+        job = self._active.get(event.job_id)
+        if job is None:  # cancelled meanwhile: whatever the worker wrote goes
+            self._remove_files(event.job_id)
+            return
+        handler = getattr(self, f"_on_{event.kind.value}")
+        handler(job, event.data)
+
+    def _on_started(self, job: Job, data: dict[str, Any]) -> None:
+        self._positions.pop(job.id, None)
+        self._record(job, "progress", status=JobStatus.RUNNING, phase="processing", stage="Starting...",
+                     percent=0.0, attempts=job.attempts + 1, started_at=time.time())
+        self._announce_positions()
+
+    def _on_progress(self, job: Job, data: dict[str, Any]) -> None:
+        if job.status == JobStatus.RUNNING:
+            self._record(job, "progress", stage=data["stage"], percent=float(data["percent"]))
+
+    def _on_done(self, job: Job, data: dict[str, Any]) -> None:
+        result = self._build_result(job, data["result"])
+        self._finish(job, JobStatus.COMPLETE, stage="Done", percent=100.0, result=result)
+
+    def _on_failed(self, job: Job, data: dict[str, Any]) -> None:
+        error = {"code": data.get("code", "INTERNAL"), "message": data.get("message", "The job failed."),
+                 **(data.get("details") or {})}
+        self._finish(job, JobStatus.FAILED, stage="Failed", error=error)
+
+    def _on_cancelled(self, job: Job, data: dict[str, Any]) -> None:
+        self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
+        self._remove_files(job.id)
+
+    def _on_interrupted(self, job: Job, data: dict[str, Any]) -> None:
+        # Not the job's fault: the attempt does not count. It resumes on the next start.
+        self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0,
+                     stage="Interrupted by server shutdown; will resume", attempts=max(0, job.attempts - 1))
+
+    def _on_lost(self, job: Job, data: dict[str, Any]) -> None:
+        reason = data.get("reason", "the worker stopped")
+        if job.attempts < self.settings.max_attempts:
+            self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0,
+                         stage=f"Worker stopped unexpectedly ({reason}); retrying")
+            self.executor.submit(self._work_item(job), front=True)
+            self._announce_positions()
+            return
+        message = (f"The worker running this job stopped unexpectedly {job.attempts} times "
+                   f"(last: {reason}); the image may need more memory than is available.")
+        self._finish(job, JobStatus.FAILED, stage="Failed", error={"code": "WORKER_CRASHED", "message": message})
+
+    # -- the one place a job changes ----------------------------------------------------------
+    def _record(self, job: Job, event_type: str | None, *, status: JobStatus | None = None,
+                event_data: Callable[[Job], dict[str, Any]] | None = None, **fields: Any) -> None:
+        if status is not None and status != job.status:
+            check_transition(job, status)
+            job.status = status
+        for name, value in fields.items():
+            setattr(job, name, value)
+        if event_type is None:
+            self.store.save_job(job)
+            return
+        job.last_event_id += 1
+        data = event_data(job) if event_data is not None else progress_data(job, self.queue_position(job.id))
+        self.store.save_job(job, event=(job.last_event_id, event_type, data))
+        self.hub.publish(job.id, JobEvent(job.last_event_id, event_type, data))
+
+    def _finish(self, job: Job, status: JobStatus, **fields: Any) -> None:
+        now = time.time()
+        fields.setdefault("phase", TERMINAL_EVENT[status])
+        self._record(job, TERMINAL_EVENT[status], status=status, event_data=terminal_data,
+                     finished_at=now, expires_at=now + self.settings.result_ttl_s, **fields)
+        self._active.pop(job.id, None)
+        self._positions.pop(job.id, None)
+
+    def _announce_positions(self) -> None:
+        """Tell each waiting job its place in the queue when it changed."""
+        for position, job_id in enumerate(self.executor.queued_job_ids(), start=1):
+            job = self._active.get(job_id)
+            if job is None or self._positions.get(job_id) == position:
+                continue
+            self._positions[job_id] = position
+            self._record(job, "progress", stage=f"Waiting in queue (position {position})")
+
+    # -- recovery and expiry ----------------------------------------------------------------
+    def _recover(self) -> None:
+        for job in self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED]):
+            if job.kind != "tool":  # in-process work (installs) died with the old server
+                self._active[job.id] = job
+                self._finish(job, JobStatus.FAILED, stage="Failed", error={
+                    "code": "INTERRUPTED", "message": "The server stopped during this job; run it again "
+                    "(an interrupted download resumes where it stopped)."})
+        for job in self.store.jobs_with_status([JobStatus.RUNNING]):
+            if job.attempts >= self.settings.max_attempts:
+                self._active[job.id] = job
+                self._finish(job, JobStatus.FAILED, stage="Failed", error={
+                    "code": "WORKER_CRASHED",
+                    "message": f"The server stopped while this job was running, {job.attempts} times."})
+                continue
+            self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0,
+                         stage="Resuming after a server restart")
+        for job in self.store.jobs_with_status([JobStatus.QUEUED]):
+            self._active[job.id] = job
+            self.executor.submit(self._work_item(job))
+        self._announce_positions()
+        if self._active:
+            log.info("recovered %d queued job(s)", len(self._active))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            self.sweep_expired()
+            await asyncio.sleep(self.settings.expiry_sweep_s)
+
+    def sweep_expired(self, now: float | None = None) -> int:
+        expired = self.store.expired_job_ids(time.time() if now is None else now)
+        for job_id in expired:
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self._remove_files(job_id)
+                self._record(job, None, status=JobStatus.EXPIRED)
+                self.store.prune_events(job_id, keep_from=job.last_event_id)
+                self.hub.forget(job_id)
+        return len(expired)
+
+    def _remove_files(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _work_item(self, job: Job) -> WorkItem:
+        folder = self.job_dir(job.id)
+        return WorkItem(job_id=job.id, tool=job.tool, plan=job.plan, input_path=str(folder / job.input_file),
+                        output_dir=str(folder), output_stem=job.output_stem,
+                        input_format=job.input_format,
+                        options={k: job.params[k] for k in ("outputFormat", "quality") if job.params.get(k)})

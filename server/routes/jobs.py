@@ -1,0 +1,109 @@
+"""``/api/v1/jobs/{id}``: snapshot, Server-Sent Events progress, cancel; and result downloads."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from server.errors import Conflict, Gone, NotFound
+from server.events import EventHub, JobEvent
+from server.jobs import Job, JobStatus
+from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS
+from server.views import snapshot
+
+routes = web.RouteTableDef()
+_CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif",
+                  "tif": "image/tiff"}  # explicit: the platform's mimetypes table may lack webp/avif
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def job_or_404(request: web.Request) -> Job:
+    job_id = request.match_info["id"]
+    job = request.app[MANAGER].get(job_id) if _JOB_ID.match(job_id) else None
+    if job is None:
+        raise NotFound(f"No job with id '{job_id}'.", code="JOB_NOT_FOUND")
+    return job
+
+
+@routes.get("/api/v1/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    job = job_or_404(request)
+    return web.json_response(snapshot(job, request.app[MANAGER].queue_position(job.id)))
+
+
+@routes.delete("/api/v1/jobs/{id}")
+async def delete_job(request: web.Request) -> web.Response:
+    job = job_or_404(request)
+    request.app[MANAGER].cancel(job.id)
+    return web.json_response(snapshot(job, None))
+
+
+@routes.get("/api/v1/jobs/{id}/progress")
+async def job_progress(request: web.Request) -> web.StreamResponse:
+    job = job_or_404(request)
+    hub, lifecycle = request.app[HUB], request.app[LIFECYCLE]
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    async with sse_response(request, headers=headers, ping_interval=request.app[SETTINGS].heartbeat_s) as resp:
+        cursor = 0
+        for event in first_events(hub, job.id, _last_event_id(request)):
+            if await _send(resp, event):
+                return resp
+            cursor = event.seq
+        while not lifecycle.draining and resp.is_connected():
+            for event in await hub.wait_after(job.id, cursor, timeout=5.0):
+                if await _send(resp, event):
+                    return resp
+                cursor = event.seq
+    return resp
+
+
+def first_events(hub: EventHub, job_id: str, last_id: int | None) -> list[JobEvent]:
+    """What a new connection gets at once: the current state, or exactly the events it missed.
+
+    After the terminal event, a reconnect (which browsers make automatically) gets the terminal
+    event again, so an EventSource never waits forever.
+    """
+    latest = hub.last(job_id)
+    if latest is None:
+        return []
+    if last_id is None or last_id > latest.seq:
+        return [latest]
+    missed = hub.after(job_id, last_id)
+    return missed or ([latest] if latest.terminal else [])
+
+
+async def _send(resp: EventSourceResponse, event: JobEvent) -> bool:
+    """Send one event; True when it was the terminal one and the stream should close."""
+    await resp.send(json.dumps(event.data), id=str(event.seq), event=event.type)
+    return event.terminal
+
+
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+@routes.get("/api/v1/download/{id}/{filename}")
+async def download(request: web.Request) -> web.FileResponse:
+    job = job_or_404(request)
+    filename = request.match_info["filename"]
+    if job.status == JobStatus.EXPIRED or (job.expires_at is not None and job.expires_at <= time.time()):
+        raise Gone("This result has expired and its files were removed.", code="RESULT_EXPIRED",
+                   expiredAt=job.expires_at)
+    if job.status != JobStatus.COMPLETE:
+        raise Conflict(f"The job is {job.status.value}; it has no result to download.", code="RESULT_NOT_READY")
+    # Only names the job itself produced are served; the path is never built from user input alone.
+    if filename not in (job.result or {}).get("files", []):
+        raise NotFound(f"The job produced no file named '{filename}'.", code="FILE_NOT_FOUND")
+    path = request.app[MANAGER].job_dir(job.id) / filename
+    if not path.is_file():
+        raise Gone("This result's files were removed.", code="RESULT_EXPIRED")
+    content_type = _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Disposition": f'inline; filename="{filename}"',
+                                           "Content-Type": content_type, "Cache-Control": "private, max-age=3600"})

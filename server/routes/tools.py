@@ -1,0 +1,122 @@
+"""``/api/v1/tools``: list tools, and submit a job to one (202 with a job id)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any
+
+from aiohttp import web
+from PIL import Image
+
+from pipelines.imaging.sniff import ImageHeader, read_header
+from pipelines.params import ParamError, validate
+from pipelines.registry import UnknownName
+from pipelines.tools import InputInfo, Tool
+from server.errors import InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
+from server.jobs import Job
+from server.planning import resolve_plan
+from server.state import BUNDLES, LIFECYCLE, MANAGER, SETTINGS, STEPS, TOOLS
+from server.uploads import StoredUpload, Submission, read_submission, safe_stem
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/tools")
+async def list_tools(request: web.Request) -> web.Response:
+    tools = request.app[TOOLS]
+    return web.json_response({"tools": [tools.get(name).describe() for name in tools]})
+
+
+@routes.post("/api/v1/tools/{tool}")
+async def submit(request: web.Request) -> web.Response:
+    tool = _lookup_tool(request)
+    _check_capacity(request)
+    settings = request.app[SETTINGS]
+    submission = await read_submission(request, settings.data_dir / "tmp", settings.max_upload_bytes)
+    try:
+        job = await create_job(request.app, tool, submission)
+    finally:
+        submission.discard()  # moved into the job folder on success; removed on any error
+    location = f"/api/v1/jobs/{job.id}"
+    body = {"jobId": job.id, "async": True, "status": job.status.value,
+            "statusUrl": location, "progressUrl": f"{location}/progress"}
+    return web.json_response(body, status=202, headers={"Location": location})
+
+
+async def create_job(app: web.Application, tool: Tool, submission: Submission,
+                     params_override: dict[str, Any] | None = None) -> Job:
+    """Validate everything a job needs, then persist it and queue it. Nothing is queued on error."""
+    upload = _require_upload(submission)
+    header = await _inspect(app, upload)
+    info = InputInfo(width=header.width, height=header.height, format=header.format)
+    try:
+        params = validate(tool.params, params_override if params_override is not None else submission.fields)
+        _check_output_size(app, tool.output_size(params, info))
+        plan, skipped = resolve_plan(tool, params, info, app[STEPS], app[BUNDLES])
+    except ParamError as exc:
+        raise InvalidParams("Some parameters are invalid: " + str(exc), fields=exc.problems) from None
+    values = dict(params.values)
+    if values.get("outputFormat") is None and tool.default_format:
+        values["outputFormat"] = tool.default_format
+    job_id = str(uuid.uuid4())
+    job = Job(id=job_id, kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped,
+              input_name=upload.filename, input_size=upload.size, input_format=header.format,
+              input_file=f"input.{header.format}", output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
+    folder = app[MANAGER].job_dir(job_id)
+    folder.mkdir(parents=True)
+    os.replace(upload.path, folder / job.input_file)
+    return app[MANAGER].create(job)
+
+
+def _lookup_tool(request: web.Request) -> Tool:
+    if request.app[LIFECYCLE].draining:
+        raise ServiceUnavailable("The server is shutting down; try again shortly.", code="SHUTTING_DOWN",
+                                 headers={"Retry-After": "10"})
+    try:
+        return request.app[TOOLS].get(request.match_info["tool"])
+    except UnknownName as exc:
+        raise InvalidParams(str(exc), code="UNKNOWN_TOOL", known=exc.known) from None
+
+
+def _check_capacity(request: web.Request) -> None:
+    limit = request.app[SETTINGS].max_queue
+    if request.app[MANAGER].queue_depth() >= limit:
+        raise TooManyRequests(f"The queue is full ({limit} jobs waiting); try again later.",
+                              code="QUEUE_FULL", headers={"Retry-After": "30"})
+
+
+def _require_upload(submission: Submission) -> StoredUpload:
+    if submission.upload is None:
+        raise InvalidParams("No image was sent: add the image as a multipart 'file' field.", code="MISSING_FILE")
+    if submission.upload.size == 0:
+        raise UnsupportedMediaType("The uploaded file is empty.", code="EMPTY_FILE")
+    return submission.upload
+
+
+async def _inspect(app: web.Application, upload: StoredUpload) -> ImageHeader:
+    """Format from the bytes and pixel count from the header, before any pixel is decoded."""
+    limit = app[SETTINGS].max_pixels
+    try:
+        header = await asyncio.to_thread(read_header, upload.path)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(limit, None) from None
+    if header is None:
+        raise UnsupportedMediaType("The file is not an image in a supported format.", code="UNSUPPORTED_FORMAT")
+    if header.pixels > limit:
+        raise _too_many_pixels(limit, header)
+    return header
+
+
+def _check_output_size(app: web.Application, size: tuple[int, int]) -> None:
+    limit = app[SETTINGS].max_output_side
+    if max(size) > limit:
+        raise PayloadTooLarge(f"The result would be {size[0]}×{size[1]} pixels, over the limit of {limit} "
+                              f"pixels on a side; choose a smaller scale.", code="OUTPUT_TOO_LARGE",
+                              maxOutputSide=limit)
+
+
+def _too_many_pixels(limit: int, header: ImageHeader | None) -> PayloadTooLarge:
+    size = f" ({header.width}×{header.height})" if header else ""
+    return PayloadTooLarge(f"The image{size} has more pixels than the limit of {limit / 1e6:g} megapixels.",
+                           code="IMAGE_TOO_LARGE", maxPixels=limit)

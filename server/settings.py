@@ -1,0 +1,68 @@
+"""One frozen, typed Settings object, built at the edge (CLI or tests) and passed everywhere."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_PORT = 13490
+
+
+def default_data_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Per-user data location: XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    home = Path(env.get("HOME") or Path.home())
+    if platform.startswith("win"):
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "Restora"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "Restora"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "restora"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    device: str = "auto"  # auto | cpu | cuda:N
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    max_output_side: int = 16_384
+    result_ttl_s: float = 24 * 3600
+    max_attempts: int = 2  # a job whose worker dies is retried once, then fails
+    max_queue: int = 200
+    heartbeat_s: float = 15.0
+    shutdown_grace_s: float = 20.0
+    cancel_grace_s: float = 10.0
+    expiry_sweep_s: float = 60.0
+    worker_start_timeout_s: float = 120.0
+    worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    manifests_dir: Path | None = None  # None: the manifests shipped in the bundles package
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "restora.sqlite3"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def validate(self) -> "Settings":
+        if self.workers < 0:
+            raise ValueError("workers must be 0 or more")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError("device must be auto, cpu or cuda:N")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        return self

@@ -1,0 +1,38 @@
+"""Typed application keys: everything the handlers share lives in the app under one of these."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from pipelines.base import Step
+from pipelines.registry import Registry
+from pipelines.tools import Tool
+from server.bundles.catalog import BundleCatalog
+from server.db import Store
+from server.events import EventHub
+from server.executor.base import Executor
+from server.manager import JobManager
+from server.settings import Settings
+
+
+@dataclass
+class Lifecycle:
+    """Shutdown state: once draining, new work is refused with 503 and SSE streams end."""
+
+    draining: bool = False
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+TOOLS = web.AppKey("tools", Registry[Tool])
+STEPS = web.AppKey("steps", Registry[Step])
+BUNDLES = web.AppKey("bundles", BundleCatalog)
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", EventHub)
+EXECUTOR = web.AppKey("executor", Executor)
+MANAGER = web.AppKey("manager", JobManager)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# Bundle installs running in this process, by bundle name.
+INSTALLS = web.AppKey("installs", dict)

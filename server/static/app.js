@@ -1,0 +1,202 @@
+// The page controller: choose a photo and a tool, submit, follow progress, show the result.
+import { api, megabytes } from "./api.js";
+import { install, renderBundles } from "./bundles.js";
+import { showComparison } from "./compare.js";
+import { explain } from "./errors.js";
+import { readSettings, renderOptions } from "./form.js";
+import { follow, recentJobs, refreshStates, remember, stageText } from "./jobs.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { tools: new Map(), file: null, fileUrl: null, jobId: null, source: null };
+
+async function init() {
+  setupTabs();
+  setupDrop();
+  $("job-form").addEventListener("submit", submit);
+  $("cancel").addEventListener("click", cancel);
+  $("tool").addEventListener("change", selectTool);
+  try {
+    const { tools } = await api("/api/v1/tools");
+    for (const tool of tools) {
+      state.tools.set(tool.name, tool);
+      $("tool").append(new Option(tool.name, tool.name));
+    }
+    selectTool();
+  } catch (problem) {
+    showError(problem);
+  }
+  renderRecent(await refreshStates());
+}
+
+function setupTabs() {
+  for (const [tab, view] of [["tab-restore", "view-restore"], ["tab-bundles", "view-bundles"]]) {
+    $(tab).addEventListener("click", () => {
+      document.querySelectorAll(".tab").forEach((t) => t.setAttribute("aria-selected", String(t.id === tab)));
+      $("view-restore").hidden = view !== "view-restore";
+      $("view-bundles").hidden = view !== "view-bundles";
+      if (view === "view-bundles") renderBundles($("bundles"), () => {}).catch(showError);
+    });
+  }
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  const input = $("file");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  input.addEventListener("change", () => chooseFile(input.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFile(e.dataTransfer.files[0]); });
+}
+
+function chooseFile(file) {
+  if (!file) return;
+  state.file = file;
+  if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
+  state.fileUrl = URL.createObjectURL(file);
+  const thumb = $("thumb");
+  thumb.hidden = false;
+  thumb.alt = `Thumbnail of ${file.name}`;
+  thumb.onerror = () => { thumb.hidden = true; }; // HEIC, RAW, PSD: the browser cannot show these
+  thumb.src = state.fileUrl;
+  $("file-name").textContent = `${file.name} (${megabytes(file.size)})`;
+  $("submit").disabled = false;
+}
+
+function selectTool() {
+  const tool = state.tools.get($("tool").value);
+  if (!tool) return;
+  $("tool-summary").textContent = tool.summary;
+  renderOptions($("options"), tool);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (!state.file) return;
+  hideError();
+  const tool = state.tools.get($("tool").value);
+  const body = new FormData();
+  body.append("file", state.file, state.file.name);
+  body.append("settings", JSON.stringify(readSettings($("options"), tool)));
+  $("submit").disabled = true;
+  try {
+    const { jobId } = await api(`/api/v1/tools/${tool.name}`, { method: "POST", body });
+    remember({ jobId, tool: tool.name, name: state.file.name, createdAt: Date.now(), state: "queued" });
+    renderRecent(recentJobs());
+    watch(jobId);
+  } catch (problem) {
+    showError(problem);
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+function watch(jobId) {
+  if (state.source) state.source.close();
+  state.jobId = jobId;
+  $("job").hidden = false;
+  $("result").hidden = true;
+  $("cancel").disabled = false;
+  $("bar").value = 0;
+  $("stage").textContent = "Waiting…";
+  state.source = follow(jobId, {
+    progress: (data) => { $("bar").value = data.percent; $("stage").textContent = stageText(data); },
+    blip: () => { $("stage").textContent = "Connection lost — reconnecting…"; },
+    done: (kind, data) => finished(jobId, kind, data),
+  });
+}
+
+async function finished(jobId, kind, data) {
+  $("cancel").disabled = true;
+  $("bar").value = kind === "complete" ? 100 : $("bar").value;
+  $("stage").textContent = kind === "complete" ? "Done" : kind === "cancelled" ? "Cancelled" : "Failed";
+  remember({ ...(recentJobs().find((j) => j.jobId === jobId) || { jobId }), state: kind });
+  renderRecent(recentJobs());
+  if (kind === "complete") showResult(data.result);
+  if (kind === "failed") showError({ code: data.error.code, message: data.error.message, details: data.error });
+}
+
+async function cancel() {
+  if (!state.jobId) return;
+  $("cancel").disabled = true;
+  try { await api(`/api/v1/jobs/${state.jobId}`, { method: "DELETE" }); } catch (problem) { showError(problem); }
+}
+
+function showResult(result) {
+  $("result").hidden = false;
+  showComparison($("compare"), state.fileUrl || result.previewUrl, result.previewUrl);
+  const rows = [
+    ["Size", `${result.width} × ${result.height} px, ${megabytes(result.processedSize)} (was ${megabytes(result.originalSize)})`],
+    ["Steps run", result.steps.join(", ") || "none"],
+    ["Skipped", (result.skipped || []).map((s) => `${s.step}: ${s.reason}`).join("; ") || "none"],
+  ];
+  if (result.scratchCoverage !== undefined && result.scratchCoverage !== null) rows.push(["Scratch coverage", `${result.scratchCoverage}%`]);
+  if (result.facesEnhanced !== undefined) rows.push(["Faces enhanced", String(result.facesEnhanced)]);
+  if (result.isGrayscale !== undefined) rows.push(["Black and white", result.isGrayscale ? "yes" : "no"]);
+  rows.push(["Timings", Object.entries(result.timings).map(([k, v]) => `${k} ${v} ms`).join(", ")]);
+  $("numbers").replaceChildren(...rows.flatMap(([term, value]) => {
+    const dt = document.createElement("dt"); dt.textContent = term;
+    const dd = document.createElement("dd"); dd.textContent = value;
+    return [dt, dd];
+  }));
+  $("downloads").replaceChildren(...result.results.map((item) => {
+    const a = document.createElement("a");
+    a.href = item.downloadUrl;
+    a.download = item.downloadUrl.split("/").pop();
+    a.textContent = `Download ${item.resultType.replace("_", " ")}`;
+    return a;
+  }));
+}
+
+function showError(problem) {
+  const box = $("error");
+  const { text, bundle } = explain(problem);
+  const message = document.createElement("p");
+  message.textContent = text;
+  box.replaceChildren(message);
+  if (bundle) {
+    const bar = document.createElement("progress");
+    bar.max = 100; bar.hidden = true;
+    bar.setAttribute("aria-label", `Installing ${bundle}`);
+    const status = document.createElement("p");
+    status.setAttribute("aria-live", "polite");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `Install ${bundle}`;
+    button.onclick = () => { button.disabled = true; install(bundle, bar, status, () => {}); };
+    box.append(button, bar, status);
+  }
+  box.hidden = false;
+}
+
+function hideError() { $("error").hidden = true; }
+
+function renderRecent(jobs) {
+  $("recent").replaceChildren(...jobs.map((job) => {
+    const li = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `#${job.jobId}`;
+    link.textContent = `${job.name || job.jobId} — ${job.tool}`;
+    link.onclick = (e) => { e.preventDefault(); reopen(job.jobId); };
+    const badge = document.createElement("span");
+    badge.className = `state ${job.state}`;
+    badge.textContent = ` ${job.state}`;
+    li.append(link, badge);
+    return li;
+  }));
+  if (!jobs.length) $("recent").innerHTML = '<li class="muted">No jobs yet.</li>';
+}
+
+async function reopen(jobId) {
+  try {
+    const job = await api(`/api/v1/jobs/${jobId}`);
+    if (job.status === "queued" || job.status === "running") watch(jobId);
+    else if (job.status === "complete") { state.jobId = jobId; showResult(job.result); }
+    else showError({ code: job.error?.code || job.status, message: job.error?.message || `This job is ${job.status}.` });
+  } catch (problem) {
+    showError(problem);
+  }
+}
+
+init();

@@ -1,0 +1,157 @@
+"""Reading tool submissions: a multipart upload streamed to disk, plus settings.
+
+Settings may come as one JSON string field (``settings``, as in seed 001), as individual form
+fields, or as a JSON request body. The file is written to a temporary file in the data directory
+while its size is counted, so memory stays bounded whatever the upload size.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import BodyPartReader, web
+
+from server.errors import InvalidParams, PayloadTooLarge
+
+FILE_FIELDS = ("file",)
+_MAX_FIELD_BYTES = 64 * 1024
+_MAX_FIELDS = 64
+_CHUNK = 256 * 1024
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class StoredUpload:
+    path: Path
+    filename: str
+    size: int
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Submission:
+    fields: dict[str, Any] = field(default_factory=dict)
+    upload: StoredUpload | None = None
+
+    def discard(self) -> None:
+        if self.upload is not None:
+            self.upload.discard()
+
+
+async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
+                          file_fields: tuple[str, ...] = FILE_FIELDS) -> Submission:
+    if request.content_length is not None and request.content_length > max_bytes + _MAX_FIELD_BYTES * 4:
+        raise _too_large(max_bytes)
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, tmp_dir, max_bytes, file_fields)
+    if content_type == "application/json":
+        return Submission(fields=_json_object(await _read_limited(request), "request body"))
+    if content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        return Submission(fields=_merge_settings({k: v for k, v in form.items() if isinstance(v, str)}))
+    raise InvalidParams("Send the image as multipart/form-data with a 'file' field.", code="MISSING_FILE")
+
+
+async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
+                          file_fields: tuple[str, ...]) -> Submission:
+    reader = await request.multipart()
+    submission = Submission()
+    fields: dict[str, str] = {}
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise InvalidParams("Nested multipart bodies are not supported.", code="BAD_MULTIPART")
+            if part.name in file_fields and part.filename is not None:
+                if submission.upload is not None:
+                    raise InvalidParams("Send exactly one image per request.", code="TOO_MANY_FILES")
+                submission.upload = await _store_part(part, tmp_dir, max_bytes)
+            elif part.name:
+                if len(fields) >= _MAX_FIELDS:
+                    raise InvalidParams("Too many form fields.", code="TOO_MANY_FIELDS")
+                fields[part.name] = await _read_field(part)
+        submission.fields = _merge_settings(fields)
+    except BaseException:
+        submission.discard()
+        raise
+    return submission
+
+
+async def _store_part(part: BodyPartReader, tmp_dir: Path, max_bytes: int) -> StoredUpload:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path = tmp_dir / f"upload-{uuid.uuid4().hex}"
+    size = 0
+    try:
+        with open(path, "wb") as out:
+            while chunk := await part.read_chunk(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                out.write(chunk)
+            out.flush()
+            await asyncio.to_thread(os.fsync, out.fileno())  # the job is durable once we answer 202
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StoredUpload(path=path, filename=part.filename or "image", size=size)
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(8192):
+        data += chunk
+        if len(data) > _MAX_FIELD_BYTES:
+            raise InvalidParams(f"Form field '{part.name}' is too long.", code="FIELD_TOO_LONG")
+    return data.decode(part.get_charset(default="utf-8"), errors="replace")
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    body = await request.content.read(_MAX_FIELD_BYTES + 1)
+    if len(body) > _MAX_FIELD_BYTES:
+        raise InvalidParams("The JSON body is too large.", code="BODY_TOO_LARGE")
+    return body
+
+
+def _merge_settings(fields: dict[str, str]) -> dict[str, Any]:
+    """Individual fields plus the keys of a ``settings`` JSON string; a key given twice is an error."""
+    merged: dict[str, Any] = {k: v for k, v in fields.items() if k != "settings"}
+    if "settings" in fields:
+        for key, value in _json_object(fields["settings"].encode(), "settings").items():
+            if key in merged:
+                raise InvalidParams(f"'{key}' is given both as a field and inside settings.",
+                                    code="INVALID_PARAMS", fields=[{"field": key, "message": "given twice"}])
+            merged[key] = value
+    return merged
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParams(f"The {what} is not valid JSON: {exc}", code="INVALID_JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidParams(f"The {what} must be a JSON object.", code="INVALID_JSON")
+    return value
+
+
+def safe_stem(filename: str) -> str:
+    """A file-system-safe stem of the client's file name (no directories, no odd characters)."""
+    # Some clients percent-encode the multipart filename (aiohttp does); decode it first.
+    base = unquote(filename).replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
+    stem = _UNSAFE.sub("-", stem).strip("-.")[:80]
+    return stem or "image"
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The upload is larger than the limit of {max_bytes // (1024 * 1024)} MB.",
+                           code="UPLOAD_TOO_LARGE", limitBytes=max_bytes)

@@ -1,0 +1,109 @@
+"""Test helpers: checkpoints in official formats with random weights, a local model file server,
+and manifests that point at it."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+
+def rrdbnet_checkpoint(path: Path, scale: int = 4, seed: int = 0) -> Path:
+    """Real-ESRGAN RRDBNet weights, official layout ``{'params_ema': state_dict}``, random values."""
+    from pipelines.models.rrdbnet import build_rrdbnet
+    import torch
+
+    torch.manual_seed(seed)
+    model = build_rrdbnet(scale)
+    torch.save({"params_ema": model.state_dict()}, path)
+    return path
+
+
+def srvgg_checkpoint(path: Path, seed: int = 0) -> Path:
+    """realesr-general-x4v3 layout: SRVGGNetCompact(64 feat, 32 convs, x4, prelu) under 'params'."""
+    from pipelines.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    import torch
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+
+    torch.manual_seed(seed)
+    model = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
+    torch.save({"params": model.state_dict()}, path)
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class ModelServer:
+    """Serves files at /<name>; records every request; can cut a response halfway once."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    cut_once: set[str] = field(default_factory=set)
+    slow: set[str] = field(default_factory=set)
+    base: str = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{name}", self._serve)
+        return app
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.requests.append((name, request.headers.get("Range")))
+        path = self.files.get(name)
+        if path is None:
+            raise web.HTTPNotFound()
+        if name in self.cut_once:
+            self.cut_once.discard(name)
+            return await self._cut_halfway(request, path)
+        if name in self.slow:
+            return await self._trickle(request, path)
+        return web.FileResponse(path)
+
+    async def _trickle(self, request: web.Request, path: Path) -> web.StreamResponse:
+        """The whole file, 64 KB every 50 ms: slow enough to kill an install mid-download."""
+        data = path.read_bytes()
+        resp = web.StreamResponse(headers={"ETag": '"v1"'})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        for offset in range(0, len(data), 65536):
+            await resp.write(data[offset:offset + 65536])
+            await asyncio.sleep(0.05)
+        return resp
+
+    async def _cut_halfway(self, request: web.Request, path: Path) -> web.StreamResponse:
+        data = path.read_bytes()
+        resp = web.StreamResponse(headers={"ETag": '"v1"'})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        await resp.write(data[: len(data) // 2])
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+
+def manifest_toml(name: str, models: list[dict[str, Any]], tools: tuple[str, ...] = ()) -> str:
+    lines = [f'name = "{name}"', f'description = "test bundle {name}"', 'version = "9.9.9"',
+             f"tools = {list(tools)!r}".replace("'", '"'), "steps = []", ""]
+    for model in models:
+        lines.append("[[models]]")
+        for key in ("id", "file", "license", "loader", "sha256", "md5", "size", "approx_size", "group"):
+            if key in model:
+                value = model[key]
+                lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
+        for source in model["sources"]:
+            lines.append("[[models.sources]]")
+            lines.extend(f'{k} = "{v}"' for k, v in source.items())
+        lines.append("")
+    return "\n".join(lines)
