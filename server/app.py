@@ -8,6 +8,8 @@ from aiohttp import web
 
 from pipelines.steps import build_step_registry
 from pipelines.tools import build_tool_registry
+from server.access import auth_middleware
+from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
 from server.db import Store
 from server.errors import error_middleware
@@ -16,11 +18,14 @@ from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.jobs import Job
 from server.manager import JobManager
-from server.routes import bundles, jobs, system, tools
+from server.ratelimit import SlidingWindow
+from server.routes import bundles, compat_picwish, compat_restore, compat_studio, jobs, system, tools
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
-from server.state import BUNDLES, EXECUTOR, HUB, LIFECYCLE, MANAGER, SETTINGS, STEPS, STORE, TOOLS, INSTALLS, Lifecycle
+from server.signing import UrlSigner
+from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, SETTINGS, SIGNER,
+                          STEPS, STORE, TOOLS, Lifecycle)
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -28,16 +33,21 @@ log = logging.getLogger("restora")
 
 def create_app(settings: Settings, *, executor: Executor | None = None) -> web.Application:
     settings.validate()
-    app = web.Application(middlewares=[error_middleware])
+    middlewares = [error_middleware] + ([auth_middleware()] if settings.auth_enabled else [])
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[TOOLS] = build_tool_registry()
     app[STEPS] = build_step_registry()
     app[LIFECYCLE] = Lifecycle()
     app[INSTALLS] = {}
+    app[LIMITS] = {
+        "submit": SlidingWindow(settings.rate_limit_per_hour) if settings.rate_limit_per_hour else None,
+        "compat-restore": SlidingWindow(settings.compat_restore_rate_per_hour),
+    }
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
-    for module in (tools, jobs, system, bundles):
+    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
         app.add_routes(module.routes)
     add_web_routes(app)
     return app
@@ -51,7 +61,10 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = Store(settings.db_path)
     app[HUB] = EventHub(app[STORE])
     app[BUNDLES] = BundleCatalog.open(settings.models_dir, settings.manifests_dir)
+    app[KEYS] = KeyStore(settings.db_path)
+    app[SIGNER] = UrlSigner.from_data_dir(settings.data_dir)
     yield
+    app[KEYS].close()
     app[STORE].close()
 
 

@@ -29,9 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes, one per device slot (0 = accept and queue jobs only)")
     serve.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
     serve.add_argument("--result-ttl", type=float, default=24 * 3600, help="seconds results are kept")
+    serve.add_argument("--auth", choices=("auto", "on", "off"), default="auto",
+                       help="require API keys (auto: only when listening beyond loopback)")
+    serve.add_argument("--allow-private-urls", action="store_true",
+                       help="let image URLs reach private/LAN addresses (trusted networks only)")
+    serve.add_argument("--rate-limit", type=int, default=None, help="job submissions per hour per key")
     from server.bundles.cli import add_bundle_commands
+    from server.keys_cli import add_key_commands
 
     add_bundle_commands(sub, common)
+    add_key_commands(sub, common)
     return parser
 
 
@@ -52,8 +59,11 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
 
     manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
     settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=args.workers,
-                        device=args.device, result_ttl_s=args.result_ttl,
+                        device=args.device, result_ttl_s=args.result_ttl, auth=args.auth,
+                        allow_private_urls=args.allow_private_urls, rate_limit_per_hour=args.rate_limit,
                         manifests_dir=Path(manifests) if manifests else None).validate()
+    if not settings.auth_enabled and args.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("listening on %s WITHOUT API keys (--auth off): anyone who can reach it can use it", args.host)
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 shutdown_timeout=settings.shutdown_grace_s + 5, print=log.info, access_log=None)
     return 0

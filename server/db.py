@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     percent REAL NOT NULL,
     result TEXT,
     error TEXT,
-    last_event_id INTEGER NOT NULL
+    last_event_id INTEGER NOT NULL,
+    meta TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 
-_JSON_FIELDS = {"params", "plan", "skipped", "result", "error"}
+_JSON_FIELDS = {"params", "plan", "skipped", "result", "error", "meta"}
 _COLUMNS = [f.name for f in fields(Job)]
 
 

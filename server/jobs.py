@@ -68,6 +68,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     last_event_id: int = 0
+    # What a compatibility adapter must remember about its request (e.g. seed 002's return_type).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def check_transition(job: Job, new: JobStatus) -> None:

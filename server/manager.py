@@ -235,4 +235,12 @@ class JobManager:
         return WorkItem(job_id=job.id, tool=job.tool, plan=job.plan, input_path=str(folder / job.input_file),
                         output_dir=str(folder), output_stem=job.output_stem,
                         input_format=job.input_format,
-                        options={k: job.params[k] for k in ("outputFormat", "quality") if job.params.get(k)})
+                        options=_output_options(job))
+
+
+def _output_options(job: Job) -> dict[str, Any]:
+    options = {"outputFormat": job.params.get("outputFormat")}
+    # remove-bg's "quality" is seed 003's model level, not an encoder setting.
+    if isinstance(job.params.get("quality"), int):
+        options["quality"] = job.params["quality"]
+    return {k: v for k, v in options.items() if v is not None}

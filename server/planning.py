@@ -45,7 +45,7 @@ def _missing_model(step: Step, model: str) -> Exception:
 
 def _refusal(step: Step, status: str, bundles: BundleCatalog) -> Exception:
     name = step.bundle or ""
-    size_mb = round(bundles.get(name).size / 1e6)
+    size_mb = round(bundles.size(name) / 1e6)
     if status == BROKEN:
         return ServiceUnavailable(
             f"The {name} bundle is broken; run `restora bundles verify {name}` or reinstall it.",
@@ -53,5 +53,5 @@ def _refusal(step: Step, status: str, bundles: BundleCatalog) -> Exception:
     verb = "is being installed; try again when it finishes" if status == INSTALLING else "is not installed"
     return Conflict(f"'{step.name}' needs the {name} bundle (about {size_mb} MB), which {verb}. "
                     f"Install it with `{install_command(name)}` or POST /api/v1/bundles/{name}/install.",
-                    code="BUNDLE_NOT_INSTALLED", bundle=name, step=step.name, sizeBytes=bundles.get(name).size,
+                    code="BUNDLE_NOT_INSTALLED", bundle=name, step=step.name, sizeBytes=bundles.size(name),
                     install=install_command(name))

@@ -42,6 +42,17 @@ class Settings:
     worker_start_timeout_s: float = 120.0
     worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     manifests_dir: Path | None = None  # None: the manifests shipped in the bundles package
+    auth: str = "auto"  # auto: required unless listening on loopback | on | off
+    allow_private_urls: bool = False  # let image URLs reach private/LAN addresses (trusted LANs only)
+    rate_limit_per_hour: int | None = None  # job submissions per key (or per address without auth)
+    compat_restore_rate_per_hour: int = 100  # seed 004's documented limit for its endpoint
+    sync_timeout_s: float = 300.0  # how long synchronous compat requests wait for their job
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth in ("on", "off"):
+            return self.auth == "on"
+        return self.host not in ("127.0.0.1", "::1", "localhost") and not self.host.startswith("127.")
 
     @property
     def db_path(self) -> Path:
@@ -63,6 +74,8 @@ class Settings:
             raise ValueError("workers must be 0 or more")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError("device must be auto, cpu or cuda:N")
+        if self.auth not in ("auto", "on", "off"):
+            raise ValueError("auth must be auto, on or off")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         return self

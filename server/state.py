@@ -9,12 +9,14 @@ from aiohttp import web
 from pipelines.base import Step
 from pipelines.registry import Registry
 from pipelines.tools import Tool
+from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
 from server.db import Store
 from server.events import EventHub
 from server.executor.base import Executor
 from server.manager import JobManager
 from server.settings import Settings
+from server.signing import UrlSigner
 
 
 @dataclass
@@ -36,3 +38,7 @@ MANAGER = web.AppKey("manager", JobManager)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # Bundle installs running in this process, by bundle name.
 INSTALLS = web.AppKey("installs", dict)
+KEYS = web.AppKey("keys", KeyStore)
+SIGNER = web.AppKey("signer", UrlSigner)
+# Rate limiters by group ("submit", "compat-restore"); None where unlimited.
+LIMITS = web.AppKey("limits", dict)

@@ -5,6 +5,7 @@ and keep the result warm. Loaders never download anything and never look at the 
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,11 +37,23 @@ def _srvgg_x4(path: Path, device: str) -> Any:
     return model.eval().requires_grad_(False).to(device)
 
 
+def _lazy(module: str, function: str) -> Loader:
+    """A loader whose module (and its heavy imports) is imported only when a model is loaded."""
+    def load(path: Path, device: str) -> Any:
+        return getattr(importlib.import_module(module), function)(path, device)
+    return load
+
+
 def build_loader_registry() -> Registry[Loader]:
     registry: Registry[Loader] = Registry("loader")
     registry.register("rrdbnet-x4", _rrdbnet(4))
     registry.register("rrdbnet-x2", _rrdbnet(2))
     registry.register("srvgg-x4", _srvgg_x4)
+    registry.register("gfpgan-v1-clean", _lazy("pipelines.models.gfpgan", "load_gfpgan"))
+    registry.register("retinaface-resnet50", _lazy("pipelines.models.face_helpers", "load_retinaface"))
+    registry.register("parsenet", _lazy("pipelines.models.face_helpers", "load_parsenet"))
+    registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
+    registry.register("rembg", _lazy("pipelines.models.rembg_sessions", "load_session"))
     return registry
 
 

@@ -52,6 +52,11 @@ class Tool:
     # The output format when the caller names none; None follows the input's format.
     default_format: str | None = None
 
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool {self.name}: duplicate parameter names {sorted(names)}")
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "summary": self.summary, "parameters": schema(self.params)}
 

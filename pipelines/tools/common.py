@@ -7,9 +7,10 @@ from pipelines.params import Param, ValidParams
 
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "tiff")
 
+OUTPUT_FORMAT_PARAM = Param("outputFormat", "string", None, "Output format; default: the input's format where "
+                            "it can be written, else PNG.", choices=OUTPUT_FORMATS)
 OUTPUT_PARAMS = (
-    Param("outputFormat", "string", None, "Output format; default: the input's format where it can be "
-          "written, else PNG.", choices=OUTPUT_FORMATS),
+    OUTPUT_FORMAT_PARAM,
     Param("quality", "integer", None, "Quality for lossy output formats (default 95 for JPEG/WebP, 80 for AVIF).",
           1, 100),
 )

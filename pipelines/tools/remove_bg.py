@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
-from pipelines.tools.common import OUTPUT_PARAMS
+from pipelines.tools.common import OUTPUT_FORMAT_PARAM
 from pipelines.tools.upscale import scaled
 
 # Seed 003: larger inputs are resized down proportionally before processing.
@@ -16,7 +16,9 @@ PARAMS = (
     Param("alphaMatting", "boolean", False, "Refine fine edges (hair, fur) with alpha matting."),
     Param("background", "string", None, "Composite onto this colour (#rrggbb) instead of transparency.",
           pattern="#[0-9a-fA-F]{6}"),
-) + OUTPUT_PARAMS
+    # Seed 003's `quality` names the model level, so the output-quality parameter is left out here.
+    OUTPUT_FORMAT_PARAM,
+)
 
 
 def resize_factor(params: ValidParams, info: InputInfo) -> float:

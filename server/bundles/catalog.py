@@ -7,7 +7,7 @@ from typing import Any
 from bundles import manifest_paths
 from pipelines.registry import Registry
 from server.bundles.manifest import Manifest, load_manifests
-from server.bundles.store import INSTALLED, BundleState, ModelStore
+from server.bundles.store import INSTALLED, NOT_INSTALLED, BundleState, ModelStore
 
 
 def install_command(name: str) -> str:
@@ -28,9 +28,16 @@ class BundleCatalog:
         return self.manifests.get(name)
 
     def state(self, name: str) -> BundleState:
+        if name not in self.manifests:  # a step whose bundle this catalog does not describe
+            return BundleState(NOT_INSTALLED)
         return self.store.state(self.manifests.get(name))
 
+    def size(self, name: str) -> int:
+        return self.manifests.get(name).size if name in self.manifests else 0
+
     def has_model(self, bundle: str, model_id: str) -> bool:
+        if bundle not in self.manifests:
+            return False
         return self.store.model_file(self.manifests.get(bundle), model_id) is not None
 
     def installed_names(self) -> list[str]:

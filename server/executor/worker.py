@@ -63,6 +63,9 @@ class Worker:
         catalog = BundleCatalog.open(Path(self.config["modelsDir"]),
                                      Path(self.config["manifestsDir"]) if self.config.get("manifestsDir") else None)
         self.models = InstalledModels(catalog, self.device)
+        if "background-removal" in catalog.installed_names():
+            # Importing rembg takes seconds even with its kernels compiled: not on a job's clock.
+            threading.Thread(target=_warm_rembg, name="warm-rembg", daemon=True).start()
         threading.Thread(target=self._read_commands, name="commands", daemon=True).start()
         self.channel.send("ready", pid=os.getpid(), device=self.device, threads=self.config["threads"])
         while not self.stopping.is_set():
@@ -108,6 +111,12 @@ class Worker:
         finally:
             self.current_job = None
             self.cancel_requests.discard(job_id)
+
+
+def _warm_rembg() -> None:
+    from pipelines.models.rembg_sessions import warm_up_rembg
+
+    warm_up_rembg()
 
 
 class _ProgressReporter:

@@ -8,10 +8,10 @@ import time
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from server.errors import Conflict, Gone, NotFound
+from server.errors import ApiError, Conflict, Gone, NotFound
 from server.events import EventHub, JobEvent
 from server.jobs import Job, JobStatus
-from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS
+from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS, SIGNER
 from server.views import snapshot
 
 routes = web.RouteTableDef()
@@ -81,6 +81,15 @@ async def _send(resp: EventSourceResponse, event: JobEvent) -> bool:
     return event.terminal
 
 
+def _check_signature(request: web.Request) -> None:
+    """Signed links (compat routes) work without an API key until they expire."""
+    verdict = request.app[SIGNER].check(request.path, request.query.get("expires"), request.query.get("sig"))
+    if verdict == "expired":
+        raise Gone("This download link has expired; fetch a fresh one from the job's status.", code="LINK_EXPIRED")
+    if verdict == "invalid":
+        raise ApiError("This download link's signature is not valid.", code="BAD_SIGNATURE", status=403)
+
+
 def _last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
     try:
@@ -91,6 +100,7 @@ def _last_event_id(request: web.Request) -> int | None:
 
 @routes.get("/api/v1/download/{id}/{filename}")
 async def download(request: web.Request) -> web.FileResponse:
+    _check_signature(request)
     job = job_or_404(request)
     filename = request.match_info["filename"]
     if job.status == JobStatus.EXPIRED or (job.expires_at is not None and job.expires_at <= time.time()):

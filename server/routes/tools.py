@@ -13,13 +13,16 @@ from pipelines.imaging.sniff import ImageHeader, read_header
 from pipelines.params import ParamError, validate
 from pipelines.registry import UnknownName
 from pipelines.tools import InputInfo, Tool
+from server.access import check_rate
 from server.errors import InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.jobs import Job
 from server.planning import resolve_plan
-from server.state import BUNDLES, LIFECYCLE, MANAGER, SETTINGS, STEPS, TOOLS
+from server.fetch import FetchPolicy, fetch_image
+from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, SETTINGS, STEPS, TOOLS
 from server.uploads import StoredUpload, Submission, read_submission, safe_stem
 
 routes = web.RouteTableDef()
+URL_FIELDS = ("image_url", "imageUrl")
 
 
 @routes.get("/api/v1/tools")
@@ -31,10 +34,12 @@ async def list_tools(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tools/{tool}")
 async def submit(request: web.Request) -> web.Response:
     tool = _lookup_tool(request)
-    _check_capacity(request)
+    check_rate(request, request.app[LIMITS]["submit"])
+    check_capacity(request)
     settings = request.app[SETTINGS]
     submission = await read_submission(request, settings.data_dir / "tmp", settings.max_upload_bytes)
     try:
+        await attach_url_source(request.app, submission)
         job = await create_job(request.app, tool, submission)
     finally:
         submission.discard()  # moved into the job folder on success; removed on any error
@@ -45,10 +50,10 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def create_job(app: web.Application, tool: Tool, submission: Submission,
-                     params_override: dict[str, Any] | None = None) -> Job:
+                     params_override: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Job:
     """Validate everything a job needs, then persist it and queue it. Nothing is queued on error."""
     upload = _require_upload(submission)
-    header = await _inspect(app, upload)
+    header = await inspect_upload(app, upload)
     info = InputInfo(width=header.width, height=header.height, format=header.format)
     try:
         params = validate(tool.params, params_override if params_override is not None else submission.fields)
@@ -60,7 +65,7 @@ async def create_job(app: web.Application, tool: Tool, submission: Submission,
     if values.get("outputFormat") is None and tool.default_format:
         values["outputFormat"] = tool.default_format
     job_id = str(uuid.uuid4())
-    job = Job(id=job_id, kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped,
+    job = Job(id=job_id, kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped, meta=meta or {},
               input_name=upload.filename, input_size=upload.size, input_format=header.format,
               input_file=f"input.{header.format}", output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
     folder = app[MANAGER].job_dir(job_id)
@@ -79,7 +84,22 @@ def _lookup_tool(request: web.Request) -> Tool:
         raise InvalidParams(str(exc), code="UNKNOWN_TOOL", known=exc.known) from None
 
 
-def _check_capacity(request: web.Request) -> None:
+async def attach_url_source(app: web.Application, submission: Submission, max_bytes: int | None = None) -> None:
+    """Exactly one image source: an upload, or ``image_url`` / ``imageUrl`` (fetched safely)."""
+    urls = [submission.fields.pop(name) for name in URL_FIELDS if name in submission.fields]
+    if len(urls) + (submission.upload is not None) > 1:
+        raise InvalidParams("Send exactly one image: a file upload or one image URL, not both.",
+                            code="TOO_MANY_SOURCES")
+    if not urls:
+        return
+    if not isinstance(urls[0], str) or not urls[0].strip():
+        raise InvalidParams("The image URL must be a non-empty string.", code="INVALID_URL")
+    settings = app[SETTINGS]
+    policy = FetchPolicy(max_bytes=max_bytes or settings.max_upload_bytes, allow_private=settings.allow_private_urls)
+    submission.upload = await fetch_image(urls[0].strip(), settings.data_dir / "tmp", policy)
+
+
+def check_capacity(request: web.Request) -> None:
     limit = request.app[SETTINGS].max_queue
     if request.app[MANAGER].queue_depth() >= limit:
         raise TooManyRequests(f"The queue is full ({limit} jobs waiting); try again later.",
@@ -88,13 +108,14 @@ def _check_capacity(request: web.Request) -> None:
 
 def _require_upload(submission: Submission) -> StoredUpload:
     if submission.upload is None:
-        raise InvalidParams("No image was sent: add the image as a multipart 'file' field.", code="MISSING_FILE")
+        raise InvalidParams("No image was sent: add it as a multipart 'file' field or give an 'image_url'.",
+                            code="MISSING_FILE")
     if submission.upload.size == 0:
         raise UnsupportedMediaType("The uploaded file is empty.", code="EMPTY_FILE")
     return submission.upload
 
 
-async def _inspect(app: web.Application, upload: StoredUpload) -> ImageHeader:
+async def inspect_upload(app: web.Application, upload: StoredUpload) -> ImageHeader:
     """Format from the bytes and pixel count from the header, before any pixel is decoded."""
     limit = app[SETTINGS].max_pixels
     try:

@@ -8,10 +8,23 @@ export class ApiProblem extends Error {
   }
 }
 
+const KEY = "restora.apiKey";
+
+export function apiKey() { return localStorage.getItem(KEY) || ""; }
+export function saveApiKey(key) { localStorage.setItem(KEY, key.trim()); }
+
+// EventSource, <img> and download links cannot send headers: the key goes in the query.
+export function withKey(url) {
+  const key = apiKey();
+  return key ? `${url}${url.includes("?") ? "&" : "?"}key=${encodeURIComponent(key)}` : url;
+}
+
 export async function api(path, options = {}) {
   let response;
+  const headers = { ...(options.headers || {}) };
+  if (apiKey()) headers["X-API-KEY"] = apiKey();
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, { ...options, headers });
   } catch (cause) {
     throw new ApiProblem(0, { code: "NETWORK", message: "The server could not be reached." });
   }

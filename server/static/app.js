@@ -1,5 +1,5 @@
 // The page controller: choose a photo and a tool, submit, follow progress, show the result.
-import { api, megabytes } from "./api.js";
+import { api, megabytes, saveApiKey, withKey } from "./api.js";
 import { install, renderBundles } from "./bundles.js";
 import { showComparison } from "./compare.js";
 import { explain } from "./errors.js";
@@ -125,7 +125,7 @@ async function cancel() {
 
 function showResult(result) {
   $("result").hidden = false;
-  showComparison($("compare"), state.fileUrl || result.previewUrl, result.previewUrl);
+  showComparison($("compare"), state.fileUrl || withKey(result.previewUrl), withKey(result.previewUrl));
   const rows = [
     ["Size", `${result.width} × ${result.height} px, ${megabytes(result.processedSize)} (was ${megabytes(result.originalSize)})`],
     ["Steps run", result.steps.join(", ") || "none"],
@@ -142,7 +142,7 @@ function showResult(result) {
   }));
   $("downloads").replaceChildren(...result.results.map((item) => {
     const a = document.createElement("a");
-    a.href = item.downloadUrl;
+    a.href = withKey(item.downloadUrl);
     a.download = item.downloadUrl.split("/").pop();
     a.textContent = `Download ${item.resultType.replace("_", " ")}`;
     return a;
@@ -155,6 +155,7 @@ function showError(problem) {
   const message = document.createElement("p");
   message.textContent = text;
   box.replaceChildren(message);
+  if (problem.code === "UNAUTHORIZED") box.append(keyForm());
   if (bundle) {
     const bar = document.createElement("progress");
     bar.max = 100; bar.hidden = true;
@@ -168,6 +169,23 @@ function showError(problem) {
     box.append(button, bar, status);
   }
   box.hidden = false;
+}
+
+function keyForm() {
+  const form = document.createElement("form");
+  const label = document.createElement("label");
+  label.htmlFor = "api-key";
+  label.textContent = "API key";
+  const input = document.createElement("input");
+  input.id = "api-key";
+  input.type = "password";
+  input.autocomplete = "off";
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = "Save key";
+  form.append(label, input, save);
+  form.onsubmit = (e) => { e.preventDefault(); saveApiKey(input.value); location.reload(); };
+  return form;
 }
 
 function hideError() { $("error").hidden = true; }

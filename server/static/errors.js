@@ -15,6 +15,7 @@ const ADVICE = {
   NETWORK: "Check that the server is running, then try again.",
   WORKER_CRASHED: "The photo may need more memory than this machine has. Try a smaller photo.",
   BUNDLE_BROKEN: "Open Model bundles and install the bundle again.",
+  UNAUTHORIZED: "Enter an API key below (ask whoever runs this server; they create one with `restora keys create NAME`).",
 };
 
 // Returns {text, bundle} where bundle (when set) can be offered for installation.

