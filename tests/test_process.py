@@ -4,9 +4,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,44 +11,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import astronaut, encode, form, noisy_photo
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--workers", "1", "--device", "cpu"],
-            cwd=Path(__file__).resolve().parents[1])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(self.base + "/api/v1/health") as resp:
-                    health = await resp.json()
-                    if health["workers"][0]["state"] == "idle" or health["workers"][0]["state"] == "busy":
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError("server did not start")
-
-    def stop(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=60)
 
 
 async def submit(session, base, image, name):

@@ -100,6 +100,7 @@ function watch(jobId) {
   $("cancel").disabled = false;
   $("bar").value = 0;
   $("stage").textContent = "Waiting…";
+  $("job").scrollIntoView({ block: "start" });
   state.source = follow(jobId, {
     progress: (data) => { $("bar").value = data.percent; $("stage").textContent = stageText(data); },
     blip: () => { $("stage").textContent = "Connection lost — reconnecting…"; },
@@ -125,6 +126,7 @@ async function cancel() {
 
 function showResult(result) {
   $("result").hidden = false;
+  $("result").scrollIntoView({ block: "start" });
   showComparison($("compare"), state.fileUrl || withKey(result.previewUrl), withKey(result.previewUrl));
   const rows = [
     ["Size", `${result.width} × ${result.height} px, ${megabytes(result.processedSize)} (was ${megabytes(result.originalSize)})`],
@@ -169,6 +171,8 @@ function showError(problem) {
     box.append(button, bar, status);
   }
   box.hidden = false;
+  box.scrollIntoView({ block: "center" });
+  box.focus();
 }
 
 function keyForm() {

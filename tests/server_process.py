@@ -1,0 +1,70 @@
+"""A real `restora serve` process on a free port, for tests that need one (kill, signals, browsers)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.env = {**os.environ, **(env or {})}
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
+             str(self.data_dir), "--workers", "1", "--device", "cpu"],
+            cwd=ROOT, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(self.base + "/api/v1/health") as resp:
+                    health = await resp.json()
+                    if health["workers"][0]["state"] == "idle" or health["workers"][0]["state"] == "busy":
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError("server did not start")
+
+    def stop(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+    def start_blocking(self) -> None:
+        """For synchronous tests (selenium): start and wait with plain urllib."""
+        import json
+        import urllib.request
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
+             str(self.data_dir), "--workers", "1", "--device", "cpu"], cwd=ROOT, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.base + "/api/v1/health", timeout=2) as resp:
+                    if json.load(resp)["workers"][0]["state"] in ("idle", "busy"):
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("server did not start")
