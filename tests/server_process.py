@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 1):
         self.data_dir = data_dir
+        self.workers = workers
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -31,19 +32,22 @@ class ServerProcess:
     async def start(self, session: aiohttp.ClientSession) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--workers", "1", "--device", "cpu"],
+             str(self.data_dir), "--workers", str(self.workers), "--device", "cpu"],
             cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 async with session.get(self.base + "/api/v1/health") as resp:
-                    health = await resp.json()
-                    if health["workers"][0]["state"] == "idle" or health["workers"][0]["state"] == "busy":
+                    if self._ready(await resp.json()):
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
         raise AssertionError("server did not start")
+
+    @staticmethod
+    def _ready(health: dict) -> bool:
+        return all(w["state"] in ("idle", "busy") for w in health["workers"])
 
     def stop(self, sig: int) -> int:
         assert self.proc is not None
@@ -58,12 +62,12 @@ class ServerProcess:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--workers", "1", "--device", "cpu"], cwd=ROOT, env=self.env)
+             str(self.data_dir), "--workers", str(self.workers), "--device", "cpu"], cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.base + "/api/v1/health", timeout=2) as resp:
-                    if json.load(resp)["workers"][0]["state"] in ("idle", "busy"):
+                    if self._ready(json.load(resp)):
                         return
             except OSError:
                 time.sleep(0.2)

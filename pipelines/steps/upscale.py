@@ -1,0 +1,279 @@
+"""upscale: Real-ESRGAN super-resolution, tiled, on CPU or GPU, to any factor in (0, 4].
+
+The network runs at its native scale (4, or 2 for x2plus) through :mod:`pipelines.tiling`; its
+output is then resized to ``outscale`` like RealESRGANer does (scale 1 still enhances). Alpha does
+not go through the network: it is resized to the output size. Out of GPU memory, the tile is
+halved down to :data:`MIN_CUDA_TILE`, then the job finishes on the CPU.
+
+torch is imported inside functions only: the server process imports the step registry.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from pipelines.base import Picture, PipelineError, Step, StepContext, StepOutcome
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("restora.upscale")
+
+GENERAL, GENERAL_WDN = "realesr-general-x4v3", "realesr-general-wdn-x4v3"
+NATIVE_SCALE = {"realesrgan-x4plus": 4, "realesrgan-x2plus": 2, GENERAL: 4}
+# RRDBNet x2 pixel-unshuffles its input by 2: windows need even sides.
+INPUT_MULTIPLE = {"realesrgan-x2plus": 2}
+DEFAULT_MODEL = "realesrgan-x4plus"
+# 256 px including context runs 20-35% faster on CPU than 256 + context (STACK.md).
+CPU_TILE, CUDA_TILE, MIN_CUDA_TILE = 256, 512, 128
+MIN_TILE = 32
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    model: str
+    outscale: float
+    tile: int | None
+    denoise_strength: float
+    keep_monochrome: bool
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "UpscaleRequest":
+        request = cls(model=str(params.get("model") or DEFAULT_MODEL),
+                      outscale=float(4.0 if params.get("outscale") is None else params["outscale"]),
+                      tile=None if params.get("tileSize") is None else int(params["tileSize"]),
+                      denoise_strength=float(50 if params.get("denoiseStrength") is None
+                                             else params["denoiseStrength"]),
+                      keep_monochrome=bool(params.get("keepMonochrome", False)))
+        request.validate()
+        return request
+
+    def validate(self) -> None:
+        problems = []
+        if self.model not in NATIVE_SCALE:
+            problems.append(f"model must be one of {', '.join(NATIVE_SCALE)}")
+        if not 0 < self.outscale <= 4:
+            problems.append("outscale must be in (0, 4]")
+        if self.tile is not None and self.tile < MIN_TILE:
+            problems.append(f"tileSize must be at least {MIN_TILE}")
+        if not 0 <= self.denoise_strength <= 100:
+            problems.append("denoiseStrength must be in [0, 100]")
+        if problems:
+            raise PipelineError("; ".join(problems), code="INVALID_PARAMETERS")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    device: str
+    tile: int
+
+
+def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
+    request = UpscaleRequest.from_params(params)
+    _use_worker_threads(ctx.threads)
+    model_key, model = _network(request, ctx)
+    work = _Work(model_key, model, image.rgb, NATIVE_SCALE[request.model], INPUT_MULTIPLE.get(request.model, 1))
+    enhanced, report = _enhance_with_fallback(work, request.tile, ctx)
+    size = (max(1, round(image.height * request.outscale)), max(1, round(image.width * request.outscale)))
+    rgb = _resize(enhanced, size)
+    if request.keep_monochrome:
+        rgb = _keep_monochrome(image.rgb, rgb)
+    alpha = None if image.alpha is None else _resize(image.alpha, size)
+    measurements = {"model": request.model, "outscale": request.outscale, **report}
+    return StepOutcome(replace(image, rgb=rgb, alpha=alpha), measurements={"upscale": measurements})
+
+
+_threads_configured = threading.Event()
+
+
+def _use_worker_threads(threads: int) -> None:
+    """torch's intra-op pool, sized once per process to the cores this worker was given."""
+    if not _threads_configured.is_set():
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        _threads_configured.set()
+
+
+def _network(request: UpscaleRequest, ctx: StepContext) -> tuple[str, "torch.nn.Module"]:
+    """The network to run and the key its precision decision is cached under."""
+    if ctx.models is None:
+        raise PipelineError("upscale needs a model provider", code="NO_MODEL_PROVIDER")
+    if request.model != GENERAL or request.denoise_strength == 100:
+        return request.model, ctx.models.get(request.model)
+    general, wdn = ctx.models.get(GENERAL), ctx.models.get(GENERAL_WDN)
+    strength = request.denoise_strength / 100
+    return f"{GENERAL}@dni{strength:g}", blended_network(general, wdn, strength)
+
+
+_blends: dict[float, tuple[Any, Any, Any]] = {}
+_blends_lock = threading.Lock()
+MAX_CACHED_BLENDS = 4
+
+
+def blended_network(general: "torch.nn.Module", wdn: "torch.nn.Module", strength: float) -> "torch.nn.Module":
+    """The general/wdn blend for ``strength``, built once per strength and kept (a few at most)."""
+    with _blends_lock:
+        cached = _blends.get(strength)
+        if cached is not None and cached[0] is general and cached[1] is wdn:
+            return cached[2]
+        if len(_blends) >= MAX_CACHED_BLENDS:
+            _blends.pop(next(iter(_blends)))  # the oldest
+        network = interpolate_weights(general, wdn, strength)
+        _blends[strength] = (general, wdn, network)
+        return network
+
+
+def interpolate_weights(first: "torch.nn.Module", second: "torch.nn.Module", weight: float) -> "torch.nn.Module":
+    """Real-ESRGAN's ``dni``: a copy of ``first`` whose weights are weight*first + (1-weight)*second."""
+    import copy
+
+    import torch
+
+    blended, other = copy.deepcopy(first), second.state_dict()
+    with torch.no_grad():
+        for name, tensor in blended.state_dict().items():  # views of the parameters: edits stick
+            if tensor.is_floating_point():
+                tensor.mul_(weight).add_(other[name], alpha=1.0 - weight)
+    return blended
+
+
+def attempts_for(device: str, tile: int | None) -> list[Attempt]:
+    """The (device, tile) ladder: on CUDA halve the tile on each OOM, then finish on the CPU."""
+    if not device.startswith("cuda"):
+        return [Attempt(device, tile or CPU_TILE)]
+    first = tile or CUDA_TILE
+    ladder, size = [Attempt(device, first)], first // 2
+    while size >= MIN_CUDA_TILE:
+        ladder.append(Attempt(device, size))
+        size //= 2
+    return ladder + [Attempt("cpu", CPU_TILE)]
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every attempt runs: the network (and its precision cache key) over the RGB pixels."""
+
+    model_key: str
+    model: "torch.nn.Module"
+    rgb: np.ndarray
+    scale: int
+    input_multiple: int
+
+
+def _enhance_with_fallback(work: _Work, tile: int | None, ctx: StepContext) -> tuple[np.ndarray, dict[str, Any]]:
+    import torch
+
+    ladder = attempts_for(ctx.device, tile)
+    progress = _MonotonicProgress(ctx)
+    for number, attempt in enumerate(ladder):
+        try:
+            with _model_on(work.model, attempt.device, home=ctx.device):
+                result, report = _enhance(work, attempt, progress.tile, ctx.check_cancelled)
+            return result, {**report, "outOfMemoryRetries": number}
+        except torch.cuda.OutOfMemoryError:
+            if number == len(ladder) - 1:
+                raise
+            log.warning("out of GPU memory with %d px tiles on %s; next: %s", attempt.tile, attempt.device,
+                        ladder[number + 1])
+            _release_cuda_cache()
+            progress.restart()
+    raise AssertionError("unreachable: the ladder is never empty")
+
+
+def _enhance(work: _Work, attempt: Attempt, on_tile: Callable[[int, int], None],
+             check_cancelled: Callable[[], None]) -> tuple[np.ndarray, dict[str, Any]]:
+    from pipelines.precision import choose_precision, window_runner
+    from pipelines.tiling import count_tiles, run_tiled
+
+    precision = choose_precision(work.model_key, work.model, attempt.device)
+    overlap = overlap_for(attempt.tile)
+    result = run_tiled(work.rgb, window_runner(work.model, precision), scale=work.scale, tile=attempt.tile,
+                       overlap=overlap, mod=work.input_multiple, on_tile=on_tile, check_cancelled=check_cancelled)
+    tiles = count_tiles(*work.rgb.shape[:2], attempt.tile, overlap, work.input_multiple)
+    return result, {"tiles": tiles, "tileSize": attempt.tile, "overlap": overlap, "precision": precision.name,
+                    "device": attempt.device}
+
+
+def overlap_for(tile: int) -> int:
+    """An eighth of the tile: 32 px at 256 (a 16 px ramp, 8 px discarded at each window edge)."""
+    return max(4, tile // 8)
+
+
+class _MonotonicProgress:
+    """Maps tiles to progress; after an OOM retry the new attempt fills what was left of the bar."""
+
+    def __init__(self, ctx: StepContext):
+        self.ctx, self.start, self.reached = ctx, 0.0, 0.0
+
+    def tile(self, done: int, total: int) -> None:
+        self.reached = self.start + (1.0 - self.start) * done / total
+        self.ctx.progress(self.reached, f"Enhancing tile {done}/{total}")
+
+    def restart(self) -> None:
+        self.start = self.reached
+
+
+@contextlib.contextmanager
+def _model_on(model: "torch.nn.Module", device: str, home: str) -> Iterator[None]:
+    """Run ``model`` on ``device`` for a while, then move it back to the provider's device.
+
+    The provider hands out one shared model per worker, already on ``home``; a CPU fallback moves
+    it (a copy would need GPU memory right after running out of it) and puts it back after.
+    """
+    if device == home:
+        yield
+        return
+    import torch
+
+    model.to(device)
+    try:
+        yield
+    finally:
+        try:
+            model.to(home)
+        except torch.cuda.OutOfMemoryError:
+            # Still usable where it is: inputs follow the weights (see precision.window_runner).
+            log.warning("could not move the model back to %s: it stays on %s", home, device)
+
+
+def _release_cuda_cache() -> None:
+    import torch
+
+    torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (height, width): area averaging to shrink, Lanczos to enlarge, clipped to [0, 1]."""
+    import cv2
+
+    height, width = size
+    if array.shape[:2] == (height, width):
+        return array
+    shrinking = height <= array.shape[0] and width <= array.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+    resized = cv2.resize(np.ascontiguousarray(array, dtype=np.float32), (width, height), interpolation=interpolation)
+    return np.clip(resized, 0.0, 1.0, out=resized)
+
+
+def _keep_monochrome(source: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
+    """For a monochrome (or toned) source: keep the enhanced lightness, restore the source's tint,
+    so the network cannot add colour casts to a black-and-white photo."""
+    import cv2
+
+    from pipelines.analysis import is_grayscale
+
+    if not is_grayscale(source):
+        return enhanced
+    source_lab = cv2.cvtColor(np.ascontiguousarray(source, dtype=np.float32), cv2.COLOR_RGB2Lab)
+    lab = cv2.cvtColor(enhanced, cv2.COLOR_RGB2Lab)
+    lab[..., 1:] = cv2.resize(source_lab[..., 1:], enhanced.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
+
+
+STEP = Step(name="upscale", stage="Enhancing...", run=run, bundle="upscale", weight=6.0)
