@@ -64,13 +64,17 @@ class _Run:
             self.steps.append(step.name)
 
 
+Decoder = Callable[[Path], Picture]
+
+
 def run_tool_job(request: RunRequest, steps: Registry[Step], *, report: Callable[[float, str], None],
-                 is_cancelled: Callable[[], bool], device: str = "cpu",
-                 models: ModelProvider | None = None, threads: int = 1) -> dict[str, Any]:
+                 is_cancelled: Callable[[], bool], device: str = "cpu", models: ModelProvider | None = None,
+                 threads: int = 1, decode: Decoder = decode_file) -> dict[str, Any]:
+    """Run one job. ``decode`` is the decoder to use: the worker passes an isolated one."""
     run = _Run()
     base = StepContext(report=report, is_cancelled=is_cancelled, device=device, models=models, threads=threads)
     base.report(0.0, "Decoding image...")
-    picture = run.timed("decode", lambda: decode_file(request.input_path))
+    picture = run.timed("decode", lambda: decode(request.input_path))
     grayscale = is_grayscale(picture.rgb)
     picture = _run_steps(picture, request.plan, steps, base, run)
     base.check_cancelled()

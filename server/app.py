@@ -1,6 +1,7 @@
 """``create_app(settings)`` builds the whole server; nothing happens at import time."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, AsyncIterator
 
@@ -24,8 +25,8 @@ from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
-from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, SETTINGS, SIGNER,
-                          STEPS, STORE, TOOLS, Lifecycle)
+from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS,
+                          SIGNER, STEPS, STORE, TOOLS, Lifecycle)
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -62,6 +63,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = EventHub(app[STORE])
     app[BUNDLES] = BundleCatalog.open(settings.models_dir, settings.manifests_dir)
     app[KEYS] = KeyStore(settings.db_path)
+    app[PROBES] = asyncio.Semaphore(settings.probes_at_once)
     app[SIGNER] = UrlSigner.from_data_dir(settings.data_dir)
     yield
     app[KEYS].close()
@@ -73,7 +75,8 @@ def _job_system(executor: Executor | None):
         settings = app[SETTINGS]
         app[EXECUTOR] = executor or ProcessPool(settings, {
             "modelsDir": str(settings.models_dir),
-            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None})
+            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
+            "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
         await app[EXECUTOR].start()
         await app[MANAGER].start()

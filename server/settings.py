@@ -47,6 +47,9 @@ class Settings:
     rate_limit_per_hour: int | None = None  # job submissions per key (or per address without auth)
     compat_restore_rate_per_hour: int = 100  # seed 004's documented limit for its endpoint
     sync_timeout_s: float = 300.0  # how long synchronous compat requests wait for their job
+    probe_timeout_s: float = 20.0  # reading a header in an isolated child (HEIC, AVIF, RAW)
+    decode_timeout_s: float = 120.0  # decoding a whole image in an isolated child
+    probes_at_once: int = 4
 
     @property
     def auth_enabled(self) -> bool:

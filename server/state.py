@@ -40,5 +40,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 INSTALLS = web.AppKey("installs", dict)
 KEYS = web.AppKey("keys", KeyStore)
 SIGNER = web.AppKey("signer", UrlSigner)
+# Bounds how many isolated header probes (child processes) run at once.
+PROBES = web.AppKey("probes", asyncio.Semaphore)
 # Rate limiters by group ("submit", "compat-restore"); None where unlimited.
 LIMITS = web.AppKey("limits", dict)

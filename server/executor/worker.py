@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipelines.base import Cancelled, PipelineError
+from pipelines.imaging.isolated import decode_isolated
 from pipelines.runner import RunRequest, run_tool_job
 from pipelines.steps import build_step_registry
 from server.bundles.catalog import BundleCatalog
@@ -92,10 +93,12 @@ class Worker:
         self.current_job = job_id
         reporter = _ProgressReporter(self.channel, job_id)
         try:
+            request = RunRequest.from_message(job)
             result = run_tool_job(
-                RunRequest.from_message(job), self.steps, report=reporter,
+                request, self.steps, report=reporter,
                 is_cancelled=lambda: job_id in self.cancel_requests or self.stopping.is_set(),
-                device=self.device, models=self.models, threads=int(self.config["threads"]))
+                device=self.device, models=self.models, threads=int(self.config["threads"]),
+                decode=self._isolated_decoder(request.output_dir))
             self.channel.send("done", jobId=job_id, result=result)
         except Cancelled:
             self.channel.send("interrupted" if self.stopping.is_set() else "cancelled", jobId=job_id)
@@ -111,6 +114,14 @@ class Worker:
         finally:
             self.current_job = None
             self.cancel_requests.discard(job_id)
+
+
+    def _isolated_decoder(self, work_dir: Path):
+        """Untrusted bytes are decoded in a limited child: a decoder crash fails the job, not us."""
+        def decode(path: Path):
+            return decode_isolated(path, work_dir, timeout_s=float(self.config["decodeTimeout"]),
+                                   max_pixels=int(self.config["maxPixels"]))
+        return decode
 
 
 def _warm_rembg() -> None:

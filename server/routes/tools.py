@@ -9,16 +9,18 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from pipelines.imaging.sniff import ImageHeader, read_header
+from pipelines.imaging.errors import ImageTooLarge, Undecodable
+from pipelines.imaging.isolated import probe_header
+from pipelines.imaging.sniff import ImageHeader
 from pipelines.params import ParamError, validate
 from pipelines.registry import UnknownName
 from pipelines.tools import InputInfo, Tool
 from server.access import check_rate
-from server.errors import InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
+from server.errors import ApiError, InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.jobs import Job
 from server.planning import resolve_plan
 from server.fetch import FetchPolicy, fetch_image
-from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, SETTINGS, STEPS, TOOLS
+from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS, STEPS, TOOLS
 from server.uploads import StoredUpload, Submission, read_submission, safe_stem
 
 routes = web.RouteTableDef()
@@ -116,16 +118,24 @@ def _require_upload(submission: Submission) -> StoredUpload:
 
 
 async def inspect_upload(app: web.Application, upload: StoredUpload) -> ImageHeader:
-    """Format from the bytes and pixel count from the header, before any pixel is decoded."""
-    limit = app[SETTINGS].max_pixels
+    """Format from the bytes and pixel count from the header, before any pixel is decoded.
+
+    Headers that only C decoders can read (HEIC, AVIF, camera RAW) are read in an isolated, limited
+    child process; at most PROBES_AT_ONCE of those run at a time.
+    """
+    settings = app[SETTINGS]
     try:
-        header = await asyncio.to_thread(read_header, upload.path)
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(limit, None) from None
+        async with app[PROBES]:
+            header = await probe_header(upload.path, timeout_s=settings.probe_timeout_s,
+                                        max_pixels=settings.max_pixels)
+    except (Image.DecompressionBombError, ImageTooLarge):
+        raise _too_many_pixels(settings.max_pixels, None) from None
+    except Undecodable as exc:
+        raise ApiError(f"The image could not be read: {exc.message}", code="UNDECODABLE", status=422) from None
     if header is None:
         raise UnsupportedMediaType("The file is not an image in a supported format.", code="UNSUPPORTED_FORMAT")
-    if header.pixels > limit:
-        raise _too_many_pixels(limit, header)
+    if header.pixels > settings.max_pixels:
+        raise _too_many_pixels(settings.max_pixels, header)
     return header
 
 
