@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -34,6 +34,23 @@ async def read_compat_submission(request: web.Request, file_fields: tuple[str, .
         submission.discard()
         raise
     return submission
+
+
+async def read_documented(request: web.Request, file_fields: tuple[str, ...], known: Mapping[str, Any],
+                          max_bytes: int | None = None,
+                          check: Callable[[Submission, dict[str, Any]], Awaitable[None]] | None = None
+                          ) -> tuple[Submission, dict[str, Any]]:
+    """The submission and its documented fields (defaults filled in). On any refusal, including
+    the adapter's own ``check``, the uploaded or fetched file is removed before the error goes out."""
+    submission = await read_compat_submission(request, file_fields, max_bytes)
+    try:
+        fields = take(submission.fields, known)
+        if check is not None:
+            await check(submission, fields)
+    except BaseException:
+        submission.discard()
+        raise
+    return submission, fields
 
 
 async def start_job(request: web.Request, tool_name: str, submission: Submission,

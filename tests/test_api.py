@@ -170,3 +170,28 @@ async def test_tools_and_health(client):
     assert len(health["workers"]) == 1
     assert health["bundles"]["photo-restoration"] == "not_installed"
     assert json.dumps(health)  # serialisable
+
+
+async def test_garbage_pixel_data_fails_the_job_with_undecodable(client, settings):
+    good = encode(astronaut(64), "JPEG")
+    broken = good[:600] + bytes(range(256)) * 8  # a valid header, then noise instead of scan data
+    body = await submit(client, broken, filename="broken.jpg")
+    events = await collect(client, body["jobId"])
+    assert events[-1].event == "failed"
+    assert events[-1].data["error"]["code"] == "UNDECODABLE"
+    health = await (await client.get("/api/v1/health")).json()
+    assert health["workers"][0]["restarts"] == 0  # the decoder ran isolated: the worker never died
+
+
+async def test_broken_heic_is_refused_at_request_time(client, settings):
+    import pillow_heif
+    from PIL import Image as PILImage
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    PILImage.fromarray(astronaut(64)).save(buf, "HEIF")
+    resp = await client.post("/api/v1/tools/restore-photo", data=form(buf.getvalue()[:300], "phone.heic"))
+    assert resp.status in (415, 422), await resp.text()
+    assert (await resp.json())["error"]["code"] in ("UNDECODABLE", "UNSUPPORTED_FORMAT")
+    assert list((settings.data_dir / "tmp").iterdir()) == []
+    assert list(settings.jobs_dir.iterdir()) == []

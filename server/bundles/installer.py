@@ -142,12 +142,7 @@ class Installer:
         assert src.url is not None
         await download(session, src.url, part, lambda done, total: report(done, total, "downloading"), self.policy)
         report(part.stat().st_size, part.stat().st_size, "verifying")
-        found = await asyncio.to_thread(digests, part)
-        try:
-            how = check_download(spec, found)
-        except ChecksumMismatch:
-            discard_partial(part)
-            raise
+        found, how = await _verified(spec, part)
         return self._commit(spec, part, target, found, how, src.url)
 
     async def _from_local(self, spec: ModelSpec, local: LocalSource, part: Path, target: Path,
@@ -156,12 +151,7 @@ class Installer:
         if not await asyncio.to_thread(local.copy_to, spec, part):
             raise InstallError(f"{local.describe()} does not contain {spec.file} (model {spec.id}).",
                                code="MODEL_FILE_NOT_FOUND")
-        found = await asyncio.to_thread(digests, part)
-        try:
-            how = check_download(spec, found)
-        except ChecksumMismatch:
-            discard_partial(part)
-            raise
+        found, how = await _verified(spec, part)
         return self._commit(spec, part, target, found, how, f"local:{local.describe()}")
 
     def _commit(self, spec: ModelSpec, part: Path, target: Path, found: Digests, how: str,
@@ -172,6 +162,16 @@ class Installer:
         os.replace(part, target)
         discard_partial(part)
         return _entry(spec, found, how, origin)
+
+
+async def _verified(spec: ModelSpec, part: Path) -> tuple[Digests, str]:
+    """Check a fetched file against the manifest; a mismatch discards it (never fetched in a loop)."""
+    found = await asyncio.to_thread(digests, part)
+    try:
+        return found, check_download(spec, found)
+    except ChecksumMismatch:
+        discard_partial(part)
+        raise
 
 
 def _select(manifest: Manifest, only: set[str] | None, embedded: bool) -> list[ModelSpec]:

@@ -16,9 +16,7 @@ def remove_bundle(catalog: BundleCatalog, name: str) -> list[str]:
     manifest = catalog.get(name)
     store = catalog.store
     with store.lock(name):
-        record = store.read_record(name)
-        if record is None:
-            raise NotInstalled(f"The {name} bundle is not installed.")
+        record = _installed_record(catalog, name)
         store.remove_record(name)  # first: the bundle is never "installed" with files missing
         in_use = _paths_in_use(catalog)
         removed = []
@@ -30,6 +28,13 @@ def remove_bundle(catalog: BundleCatalog, name: str) -> list[str]:
                 if path.parent != store.files_dir and not any(path.parent.iterdir()):
                     path.parent.rmdir()
     return removed
+
+
+def _installed_record(catalog: BundleCatalog, name: str) -> dict[str, Any]:
+    record = catalog.store.read_record(name)
+    if record is None:
+        raise NotInstalled(f"The {name} bundle is not installed.")
+    return record
 
 
 def _paths_in_use(catalog: BundleCatalog) -> set:
@@ -51,9 +56,7 @@ def verify_bundle(catalog: BundleCatalog, name: str) -> list[dict[str, Any]]:
     manifest = catalog.get(name)
     store = catalog.store
     with store.lock(name):
-        record = store.read_record(name)
-        if record is None:
-            raise NotInstalled(f"The {name} bundle is not installed.")
+        record = _installed_record(catalog, name)
         report = _rehash(catalog, manifest, record)
         store.write_record(name, record)
     return report

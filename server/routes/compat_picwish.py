@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from server.compat import read_compat_submission, read_file_bytes, result_url, start_job, take, wait_for_end
+from server.compat import read_documented, read_file_bytes, result_url, start_job, wait_for_end
 from server.errors import ApiError, InvalidParams, PayloadTooLarge, UnsupportedMediaType
 from server.jobs import Job, JobStatus
 from server.routes.jobs import job_or_404
@@ -50,16 +50,15 @@ def _choice(fields: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
 @routes.post("/api/tasks/visual/scale")
 @_enveloped
 async def create_task(request: web.Request) -> web.StreamResponse:
-    submission = await read_compat_submission(request, ("image_file",), MAX_BYTES)
-    try:
-        fields = take(submission.fields, FIELDS)
-        sync, kind = _choice(fields, "sync", ("0", "1")), _choice(fields, "type", ("clean", "face"))
-        scale = _choice(fields, "scale_factor", ("", "1", "2", "4"))
-        return_type = _choice(fields, "return_type", ("1", "2", "3") if sync == "1" else ("1", "2"))
+    async def check(submission, fields):
+        for name, allowed in (("sync", ("0", "1")), ("type", ("clean", "face")),
+                              ("scale_factor", ("", "1", "2", "4")),
+                              ("return_type", ("1", "2", "3") if str(fields["sync"]) == "1" else ("1", "2"))):
+            fields[name] = _choice(fields, name, allowed)
         await _check_limits(request, submission.upload)
-    except BaseException:
-        submission.discard()
-        raise
+
+    submission, fields = await read_documented(request, ("image_file",), FIELDS, MAX_BYTES, check)
+    sync, kind, scale, return_type = fields["sync"], fields["type"], fields["scale_factor"], fields["return_type"]
     params = {"mode": "enhance", "type": kind, "scale": scale or "auto"}
     job = await start_job(request, "enhance", submission, params, meta={"returnType": int(return_type)})
     if sync == "0":

@@ -12,8 +12,7 @@ import base64
 from aiohttp import web
 
 from server.access import check_rate
-from server.compat import read_compat_submission, read_file_bytes, remaining_ttl, result_url, start_job, take
-from server.compat import wait_for_end
+from server.compat import read_documented, read_file_bytes, remaining_ttl, result_url, start_job, wait_for_end
 from server.errors import ApiError, InvalidParams
 from server.jobs import JobStatus
 from server.state import LIMITS, SETTINGS
@@ -28,17 +27,15 @@ async def restore(request: web.Request) -> web.Response:
     check_rate(request, request.app[LIMITS]["compat-restore"])
     if request.content_type != "application/json":
         raise InvalidParams("Send JSON: {\"imageUrl\": \"https://...\"}.", code="INVALID_CONTENT_TYPE")
-    submission = await read_compat_submission(request, (), MAX_BYTES)
-    try:
+    async def check(submission, fields):
         if submission.upload is None:
             raise InvalidParams("imageUrl is required.", code="MISSING_FILE")
-        output_type = take(submission.fields, FIELDS)["outputType"]
-        if output_type not in ("url", "base64"):
+        if fields["outputType"] not in ("url", "base64"):
             raise InvalidParams("outputType must be url or base64.", fields=[{"field": "outputType",
                                                                               "message": "not url or base64"}])
-    except BaseException:
-        submission.discard()
-        raise
+
+    submission, fields = await read_documented(request, (), FIELDS, MAX_BYTES, check)
+    output_type = fields["outputType"]
     job = await start_job(request, "restore-photo", submission, {})
     job = await wait_for_end(request.app, job.id, request.app[SETTINGS].sync_timeout_s)
     if job.status != JobStatus.COMPLETE:

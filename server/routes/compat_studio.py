@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.compat import read_compat_submission, remaining_ttl, result_url, start_job, take
+from server.compat import read_documented, remaining_ttl, result_url, start_job
 from server.errors import NotFound
 from server.jobs import Job, JobStatus
 from server.routes.jobs import job_or_404
@@ -24,24 +24,14 @@ def _accepted(job: Job) -> web.Response:
 @routes.post("/v1/tools/image-enhance/")
 @routes.post("/v1/tools/image-enhance")
 async def image_enhance(request: web.Request) -> web.Response:
-    submission = await read_compat_submission(request, FILE_FIELDS)
-    try:
-        fields = take(submission.fields, ENHANCE_FIELDS)
-    except BaseException:
-        submission.discard()
-        raise
+    submission, fields = await read_documented(request, FILE_FIELDS, ENHANCE_FIELDS)
     return _accepted(await start_job(request, "enhance", submission, fields))
 
 
 @routes.post("/v1/tools/remove-bg/")
 @routes.post("/v1/tools/remove-bg")
 async def remove_bg(request: web.Request) -> web.Response:
-    submission = await read_compat_submission(request, FILE_FIELDS)
-    try:
-        fields = take(submission.fields, REMOVE_BG_FIELDS)
-    except BaseException:
-        submission.discard()
-        raise
+    submission, fields = await read_documented(request, FILE_FIELDS, REMOVE_BG_FIELDS)
     params = {"quality": fields["quality"], "returnMask": fields["return_mask"]}
     return _accepted(await start_job(request, "remove-bg", submission, params))
 
