@@ -175,3 +175,16 @@ def test_bundles_view_and_narrow_screen(browser, server):
             && el.type !== 'file').map(el => el.id);""")
     assert unlabeled == []
     browser.set_window_size(1200, 1000)
+
+
+def test_progress_survives_a_server_restart(browser, server, tmp_path):
+    open_page(browser, server)
+    choose(browser, photo_file(tmp_path, "blip.png", noisy_photo(1600, 1200, seed=5)))
+    browser.find_element("id", "submit").click()
+    wait(browser, lambda d: "noise" in text(d, "stage").lower() or "scratch" in text(d, "stage").lower())
+    server.stop(signal.SIGTERM)  # the running job is put back in the queue, durable
+    wait(browser, lambda d: "reconnecting" in text(d, "stage").lower(), timeout=30)
+    shot(browser, "09-reconnecting", "job")
+    server.start_blocking()  # same port: the page's EventSource comes back by itself
+    wait(browser, lambda d: text(d, "stage") == "Done", timeout=240)
+    assert browser.find_element("id", "result").is_displayed()
