@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from pipelines.base import ModelUnavailable, StepContext
+from pipelines.models.face_helpers import shrink_to
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in full-resolution pixels
 DETECT_SIDE = 1024
@@ -25,7 +26,7 @@ RetinaDetector = Callable[[np.ndarray, StepContext], list[Box]]
 
 def face_boxes(rgb: np.ndarray, ctx: StepContext, retina: RetinaDetector | None = None) -> list[Box]:
     """Face boxes, widened by MARGIN and clipped to the image."""
-    small, factor = _downscaled(rgb)
+    small, factor = shrink_to(rgb, DETECT_SIDE)
     boxes: list[Box] | None = None
     if retina is not None and ctx.models is not None:
         try:
@@ -44,15 +45,6 @@ def protect_mask(shape: tuple[int, int], boxes: list[Box]) -> np.ndarray:
     for x0, y0, x1, y1 in boxes:
         mask[y0:y1, x0:x1] = True
     return mask
-
-
-def _downscaled(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    long_side = max(rgb.shape[:2])
-    if long_side <= DETECT_SIDE:
-        return rgb, 1.0
-    factor = DETECT_SIDE / long_side
-    size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
 
 def _haar(rgb: np.ndarray) -> list[Box]:

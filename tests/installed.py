@@ -51,6 +51,32 @@ def model_template(tmp_path_factory) -> tuple[Path, Path]:
     return build_template(tmp_path_factory.mktemp("model-template"))
 
 
+def build_face_template(root: Path) -> tuple[Path, Path]:
+    """photo-restoration with random weights in the official layouts; the detector finds no faces."""
+    from pipelines.models.face_helpers import save_random_parsenet, save_random_retinaface
+    from pipelines.models.gfpgan import save_random_gfpgan
+
+    files, manifests, models = root / "files", root / "manifests", root / "models"
+    for folder in (files, manifests):
+        folder.mkdir(parents=True)
+    specs = [("gfpgan-v1.4", save_random_gfpgan(files / "GFPGANv1.4.pth"), "gfpgan-v1-clean"),
+             ("retinaface-resnet50", save_random_retinaface(files / "detection_Resnet50_Final.pth"),
+              "retinaface-resnet50"),
+             ("parsenet", save_random_parsenet(files / "parsing_parsenet.pth"), "parsenet")]
+    (manifests / "photo-restoration.toml").write_text(manifest_toml(
+        "photo-restoration", [_model(mid, path, loader) for mid, path, loader in specs], ("face-enhance",)))
+    for name in ("upscale", "colorization", "background-removal"):
+        shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
+    catalog = BundleCatalog.open(models, manifests)
+    asyncio.run(Installer(catalog).install("photo-restoration", source=files))
+    return models, manifests
+
+
+@pytest.fixture(scope="session")
+def face_template(tmp_path_factory) -> tuple[Path, Path]:
+    return build_face_template(tmp_path_factory.mktemp("face-template"))
+
+
 def install_into(data_dir: Path, template: tuple[Path, Path]) -> Path:
     """Give ``data_dir`` the template's installed models; returns the manifests dir to use."""
     models, manifests = template

@@ -6,6 +6,8 @@ from typing import Any
 from pipelines.params import Param, ValidParams
 
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "tiff")
+# The photo-restoration bundle's models the face step loads (GFPGAN only when a face is found).
+FACE_MODELS = ("gfpgan-v1.4", "retinaface-resnet50", "parsenet")
 
 OUTPUT_FORMAT_PARAM = Param("outputFormat", "string", None, "Output format; default: the input's format where "
                             "it can be written, else PNG.", choices=OUTPUT_FORMATS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
-from pipelines.tools.common import OUTPUT_PARAMS
+from pipelines.tools.common import FACE_MODELS, OUTPUT_PARAMS
 from pipelines.tools.upscale import MODEL_PARAMS, model_ids, scaled
 
 PARAMS = (
@@ -44,7 +44,7 @@ def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
                               explicit=True, models=model_ids(params["model"])))
     if params["type"] == "face":
         calls.append(StepCall("face_enhancement", {"fidelity": params["fidelity"], "onlyCenterFace": False,
-                                                   "upscale": 1}))
+                                                   "upscale": 1}, models=FACE_MODELS))
     if params["remove_bg"]:
         calls.append(StepCall("remove_background", {"quality": params["remove_bg_quality"], "asExtra": True,
                                                     "returnMask": False, "alphaMatting": False,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
-from pipelines.tools.common import OUTPUT_PARAMS
+from pipelines.tools.common import FACE_MODELS, OUTPUT_PARAMS
 from pipelines.tools.upscale import scaled
 
 PARAMS = (
@@ -15,7 +15,7 @@ PARAMS = (
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     return [StepCall("face_enhancement", {"fidelity": params["fidelity"], "onlyCenterFace": params["onlyCenterFace"],
-                                          "upscale": params["upscale"]}, explicit=True)]
+                                          "upscale": params["upscale"]}, explicit=True, models=FACE_MODELS)]
 
 
 TOOL = Tool(

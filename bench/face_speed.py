@@ -1,0 +1,170 @@
+"""Restora's face_enhancement step vs GFPGANer.enhance: the same photo, the same weights, one process.
+
+Run: ``.venv/bin/python bench/face_speed.py [--rounds N]``. Measures only; asserts nothing.
+
+* Photo: scikit-image's astronaut (512x512), upscale 2 for both (GFPGANer's default, no background
+  upsampler), Restora at fidelity 0 (the whole restored face, as GFPGANer pastes it).
+* Weights: random (real ones cannot be downloaded here), written in the official layouts.
+  GFPGANer reads the same GFPGAN checkpoint from its explicit path; facexlib's model initialisers
+  are patched to hand it the detector and parser loaded by Restora: nothing downloads.
+* Detection: a random RetinaFace answers "no face", so the shared detector runs its real forward
+  and then reports the astronaut's face from fixed landmarks: both pipelines restore that face.
+* Restora runs in the precision its bf16 check chooses here and in the other one (bf16 / fp32);
+  the PSNR between those two outputs is the bf16 error through the whole step.
+
+Configurations run alternately, so a noisy machine slows all alike; the fastest round is reported,
+in wall seconds and in CPU seconds of this process (steadier when other jobs share the cores).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+import numpy as np
+import torch
+
+from pipelines.base import Picture, StepContext
+from pipelines.models import face_helpers, gfpgan
+from pipelines.precision import psnr
+from pipelines.steps import face_enhancement
+from pipelines.torchvision_compat import ensure_torchvision
+
+# The astronaut's eyes, nose tip and mouth corners in skimage's 512x512 photo (read off the image).
+ASTRONAUT_LANDMARKS = np.array([[202, 101], [248, 102.5], [224.5, 125], [207, 142.5], [242, 143.5]])
+ASTRONAUT_BOX = (175.0, 60.0, 275.0, 175.0)
+UPSCALE = 2
+
+
+class AstronautDetector:
+    """RetinaFace's forward, then the astronaut's face (random weights would find none)."""
+
+    def __init__(self, retinaface: torch.nn.Module):
+        self.retinaface = retinaface
+
+    def detect_faces(self, image: np.ndarray, conf_threshold: float = 0.8, **options: Any) -> np.ndarray:
+        self.retinaface.detect_faces(image, conf_threshold)
+        scale = np.array([image.shape[1], image.shape[0]]) / 512
+        row = [*(np.reshape(ASTRONAUT_BOX, (2, 2)) * scale).ravel(), 0.999, *(ASTRONAUT_LANDMARKS * scale).ravel()]
+        return np.asarray([row], np.float32)
+
+
+class LoadedModels:
+    def __init__(self, models: dict[str, Any]):
+        self.models = models
+
+    def get(self, model_id: str) -> Any:
+        return self.models[model_id]
+
+
+def write_checkpoints(folder: Path) -> dict[str, Path]:
+    return {"gfpgan": gfpgan.save_random_gfpgan(folder / "GFPGANv1.4.pth"),
+            "detector": face_helpers.save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
+            "parser": face_helpers.save_random_parsenet(folder / "parsing_parsenet.pth")}
+
+
+def restora_runner(models: LoadedModels, photo: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
+    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models,
+                          threads=threads)
+    picture = Picture(photo.astype(np.float32) / 255)
+
+    def run() -> np.ndarray:
+        outcome = face_enhancement.run(picture, {"fidelity": 0.0, "upscale": UPSCALE}, context)
+        return np.round(outcome.image.rgb * 255).astype(np.uint8)
+    return run
+
+
+def fixed_precision(runner: Callable[[], np.ndarray], precision: Any) -> Callable[[], np.ndarray]:
+    """The runner with GFPGAN's precision decision set to ``precision`` for its duration."""
+    def run() -> np.ndarray:
+        saved = gfpgan._decisions.get("cpu")
+        gfpgan._decisions["cpu"] = precision
+        try:
+            return runner()
+        finally:
+            gfpgan._decisions["cpu"] = saved
+    return run
+
+
+def gfpganer_runner(checkpoint: Path, detector: Any, parser: Any, photo: np.ndarray) -> Callable[[], np.ndarray]:
+    ensure_torchvision()
+    from gfpgan.utils import GFPGANer
+
+    helper_module = "facexlib.utils.face_restoration_helper"
+    with mock.patch(f"{helper_module}.init_detection_model", return_value=detector), \
+            mock.patch(f"{helper_module}.init_parsing_model", return_value=parser):
+        restorer = GFPGANer(model_path=str(checkpoint), upscale=UPSCALE, arch="clean", channel_multiplier=2,
+                            bg_upsampler=None, device=torch.device("cpu"))
+    bgr = np.ascontiguousarray(photo[..., ::-1])
+
+    def run() -> np.ndarray:
+        _, _, restored = restorer.enhance(bgr, has_aligned=False, only_center_face=False, paste_back=True)
+        return np.ascontiguousarray(restored[..., ::-1])
+    return run
+
+
+def time_alternately(runners: dict[str, Callable[[], np.ndarray]], rounds: int) -> tuple[dict, dict]:
+    """(wall s, CPU s) per run and the last output of each runner. CPU seconds of this process
+    suffer less than wall seconds when other processes share the cores."""
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = run()
+            timings[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return timings, outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    rounds = parser.parse_args().rounds
+    from skimage import data as skimage_data
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    photo = skimage_data.astronaut()
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = write_checkpoints(Path(scratch))
+        detector = AstronautDetector(face_helpers.load_retinaface(paths["detector"], "cpu"))
+        face_parser = face_helpers.load_parsenet(paths["parser"], "cpu")
+        restorer = gfpgan.load_gfpgan(paths["gfpgan"], "cpu")
+        models = LoadedModels({face_enhancement.DETECTOR_ID: detector, face_enhancement.RESTORER_ID: restorer,
+                               face_enhancement.PARSER_ID: face_parser})
+        agreement_db = gfpgan.bf16_agreement_db(restorer, gfpgan.calibration_face())  # a worker's check
+        chosen = gfpgan.precision_for_agreement(agreement_db)
+        other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU
+        restora = restora_runner(models, photo, threads)
+        runners = {f"restora-{chosen.name}": fixed_precision(restora, chosen),
+                   "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, face_parser, photo),
+                   f"restora-{other.name}": fixed_precision(restora, other)}
+        timings, outputs = time_alternately(runners, rounds)
+    report(chosen, timings, outputs, threads, rounds)
+
+
+def report(chosen: Any, timings: dict, outputs: dict, threads: int, rounds: int) -> None:
+    print(f"face_enhancement vs GFPGANer.enhance, astronaut 512x512, upscale {UPSCALE}, 1 face, random weights,"
+          f" {threads} threads, {rounds} round(s)")
+    print(f"Restora's GFPGAN precision: {chosen.name} (calibration face, bf16 vs fp32: "
+          f"{chosen.calibration_psnr_db:.1f} dB)")
+    best = {name: min(values) for name, values in timings.items()}  # fastest round by wall time
+    for name, (wall, cpu) in best.items():
+        print(f"  {name:15s} wall {wall:6.2f} s   CPU {cpu:6.2f} s   (all wall: "
+              f"{', '.join(f'{value[0]:.2f}' for value in timings[name])})")
+    baseline = best["gfpganer-fp32"]
+    for name, (wall, cpu) in best.items():
+        if name.startswith("restora"):
+            print(f"  ratio GFPGANer / {name}: wall {baseline[0] / wall:.2f}x, CPU {baseline[1] / cpu:.2f}x")
+    print(f"  PSNR restora-bf16 vs restora-fp32 (whole photo, 8-bit): "
+          f"{psnr(outputs['restora-bf16'] / 255, outputs['restora-fp32'] / 255):.1f} dB")
+    print(f"  PSNR restora vs GFPGANer output (different noise, mask, offset): "
+          f"{psnr(outputs[next(iter(outputs))] / 255, outputs['gfpganer-fp32'] / 255):.1f} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""facexlib's RetinaFace (ResNet-50) detector and ParseNet face parser, from explicit paths.
+
+facexlib's ``init_detection_model`` / ``init_parsing_model`` download their weights into a folder
+relative to the working directory when the file is missing there. The loaders below build the
+same networks and read the state dict from the path they are given, nothing else.
+
+Also here: running them on float RGB images (:func:`detect_faces`, :func:`parse_face`), and random
+checkpoints in the official layouts for tests (:func:`save_random_retinaface`,
+:func:`save_random_parsenet`).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+DETECTION_THRESHOLD = 0.97  # GFPGANer's: RetinaFace scores real faces at 0.99+
+MIN_EYE_DISTANCE = 5.0  # full-resolution pixels; GFPGANer skips such side-on or tiny faces too
+PARSE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face in full-resolution pixel coordinates."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    score: float
+    landmarks: np.ndarray  # 5x2: left eye, right eye, nose tip, left and right mouth corners
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+
+def build_retinaface(device: str = "cpu") -> "torch.nn.Module":
+    """facexlib's RetinaFace with a ResNet-50 body, randomly initialised."""
+    import torch
+
+    from pipelines.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from facexlib.detection.retinaface import RetinaFace
+
+    with warnings.catch_warnings():
+        # facexlib spells weights=None as resnet50(pretrained=False), which torchvision warns about.
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision.models._utils")
+        return RetinaFace(network_name="resnet50", half=False, device=torch.device(device))
+
+
+def load_retinaface(path: Path, device: str) -> "torch.nn.Module":
+    """RetinaFace from ``detection_Resnet50_Final.pth`` (keys with or without ``module.``)."""
+    import torch
+
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    model = build_retinaface(device)
+    model.load_state_dict(strip_module_prefix(checkpoint), strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def strip_module_prefix(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights without DataParallel's ``module.`` prefix, which the official file carries."""
+    state = checkpoint.get("state_dict", checkpoint)
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def build_parsenet() -> "torch.nn.Module":
+    from pipelines.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from facexlib.parsing.parsenet import ParseNet
+
+    return ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=19)
+
+
+def load_parsenet(path: Path, device: str) -> "torch.nn.Module":
+    """ParseNet from ``parsing_parsenet.pth`` (a bare state dict)."""
+    import torch
+
+    model = build_parsenet()
+    model.load_state_dict(torch.load(Path(path), map_location="cpu", weights_only=True), strict=True)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def save_random_retinaface(path: Path, seed: int = 0, finds_no_faces: bool = True) -> Path:
+    """A detector checkpoint in the official layout (``module.``-prefixed keys), random weights.
+
+    With random weights RetinaFace scores thousands of anchors as faces; ``finds_no_faces``
+    (the default) sets the classification head to answer "background" everywhere instead.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        model = build_retinaface()
+    if finds_no_faces:
+        silence_classification_head(model)
+    torch.save({f"module.{key}": value for key, value in model.state_dict().items()}, Path(path))
+    return Path(path)
+
+
+def silence_classification_head(model: "torch.nn.Module") -> None:
+    """Make every anchor's (background, face) logits (+8, -8): a face probability of 1e-7."""
+    import torch
+
+    with torch.no_grad():
+        for head in model.ClassHead:
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.copy_(torch.tensor([8.0, -8.0]).repeat(head.conv1x1.bias.numel() // 2))
+
+
+def save_random_parsenet(path: Path, seed: int = 0) -> Path:
+    """A parser checkpoint in the official layout (a bare state dict), random weights."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_parsenet()
+    torch.save(model.state_dict(), Path(path))
+    return Path(path)
+
+
+def detect_faces(detector: Any, rgb: np.ndarray, max_side: int) -> list[DetectedFace]:
+    """Faces in float RGB [0, 1], found on a copy at most ``max_side`` px long, best first.
+
+    ``detector`` is facexlib's RetinaFace (or anything with its ``detect_faces`` contract: BGR
+    0-255 in, rows of box, score and ten landmark coordinates out).
+    """
+    import torch
+
+    small, factor = shrink_to(rgb, max_side)
+    bgr = np.ascontiguousarray(small[..., ::-1], dtype=np.float32) * 255.0
+    with torch.inference_mode():
+        rows = np.asarray(detector.detect_faces(bgr, conf_threshold=DETECTION_THRESHOLD), np.float64)
+    faces = [_face_from_row(row, factor) for row in rows.reshape(-1, 15)]
+    return [face for face in faces if face.eye_distance >= MIN_EYE_DISTANCE]
+
+
+def shrink_to(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy at most ``max_side`` px on its long side (area-averaged) and its scale factor."""
+    long_side = max(rgb.shape[:2])
+    if long_side <= max_side:
+        return rgb, 1.0
+    factor = max_side / long_side
+    size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _face_from_row(row: np.ndarray, factor: float) -> DetectedFace:
+    x0, y0, x1, y1 = (float(value) / factor for value in row[:4])
+    return DetectedFace(box=(x0, y0, x1, y1), score=float(row[4]), landmarks=row[5:15].reshape(5, 2) / factor)
+
+
+def parse_face(parser: "torch.nn.Module", face: np.ndarray) -> np.ndarray:
+    """ParseNet's class per pixel (uint8 512x512, CelebAMask-HQ's 19 labels) of an aligned face."""
+    import torch
+
+    if face.shape[:2] != (PARSE_SIZE, PARSE_SIZE):
+        face = cv2.resize(face, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
+    device = next(parser.parameters()).device
+    tensor = torch.from_numpy(np.ascontiguousarray(face.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
+    with torch.inference_mode():
+        logits = parser((tensor * 2 - 1).to(device))[0]  # ParseNet also works in [-1, 1]
+    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()

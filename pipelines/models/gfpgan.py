@@ -1,0 +1,158 @@
+"""GFPGAN v1.4: load the official checkpoint, restore one aligned 512² face, choose its precision.
+
+GFPGANv1.4.pth is ``{'params_ema': state_dict}`` for ``GFPGANv1Clean`` built with
+:data:`GFPGAN_V14_ARGS` (what ``GFPGANer(arch='clean')`` builds). Faces run with the checkpoint's
+stored StyleGAN noise (``randomize_noise=False``) rather than fresh noise per call as GFPGANer
+does, so the same photo always gives the same result.
+
+Precision: fp16 autocast on CUDA. On CPUs with AMX or AVX512-BF16, bf16 autocast only if, with
+the weights actually loaded, its output on :func:`calibration_face` matches fp32 within
+:data:`pipelines.precision.BF16_MIN_PSNR_DB` (45 dB, an RMS error of 1.4 levels of 255); fp32
+otherwise. The check runs once per worker and device (one bf16 and one fp32 forward), because
+offline only random weights could be measured, and those say little about the real ones:
+bf16 vs fp32 gave 54.7 dB on the astronaut's aligned face, 55.9 dB on the calibration face and
+64.7 dB on the whole photo after paste-back (bench/face_speed.py). Speed on a busy 2-vCPU
+machine was inconclusive: a bf16 forward took 0.75x to 1.14x the CPU time of an fp32 one from run
+to run, the whole step 29.3 vs 29.9 CPU seconds (STACK.md measured 1.2 s vs 2.8 s on a quiet
+machine). GFPGAN runs NCHW: it flattens features with ``.view()``, which channels_last breaks.
+ParseNet always runs fp32 (unmeasured in bf16).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipelines.precision import BF16_MIN_PSNR_DB, FP16_CUDA, Precision, cpu_has_bf16_units, psnr
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("restora.gfpgan")
+
+FACE_SIZE = 512
+GFPGAN_V14_ARGS = dict(out_size=FACE_SIZE, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                       fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                       sft_half=True)
+
+# Contiguous (NCHW) only: GFPGAN flattens its encoder features with .view(), which channels_last breaks.
+FP32_CPU = Precision("fp32", "cpu", channels_last=False)
+BF16_CPU = Precision("bf16", "cpu", channels_last=False)
+
+_decisions: dict[str, Precision] = {}
+_decisions_lock = threading.Lock()
+
+
+def build_gfpgan(on_meta: bool = False) -> "torch.nn.Module":
+    """An untrained GFPGANv1Clean; on the meta device it costs nothing (no 350 MB random init)."""
+    import torch
+
+    from pipelines.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    with torch.device("meta" if on_meta else "cpu"):
+        return GFPGANv1Clean(**GFPGAN_V14_ARGS)
+
+
+def load_gfpgan(path: Path, device: str) -> "torch.nn.Module":
+    """GFPGANv1Clean from an official checkpoint, strict, in eval mode without gradients."""
+    import torch
+
+    from pipelines.models.rrdbnet import select_state_dict
+
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    model = build_gfpgan(on_meta=True)
+    # assign=True swaps the meta tensors for the checkpoint's: strict makes sure none is left over.
+    model.load_state_dict(select_state_dict(checkpoint), strict=True, assign=True)
+    _require_materialized(model)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def _require_materialized(model: "torch.nn.Module") -> None:
+    leftovers = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if leftovers:
+        raise ValueError(f"GFPGAN checkpoint left tensors unset: {leftovers[:5]}")
+
+
+def save_random_gfpgan(path: Path, seed: int = 0) -> Path:
+    """A checkpoint in the official layout (``{'params_ema': state_dict}``) with random weights."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        model = build_gfpgan()
+    torch.save({"params_ema": model.state_dict()}, Path(path))
+    return Path(path)
+
+
+def restore_face(model: "torch.nn.Module", face: np.ndarray, precision: Precision) -> np.ndarray:
+    """Restore one aligned face: float32 512x512x3 RGB in [0, 1] in, the same shape out."""
+    import torch
+
+    if face.shape != (FACE_SIZE, FACE_SIZE, 3):
+        raise ValueError(f"an aligned face is {FACE_SIZE}x{FACE_SIZE}x3, got {face.shape}")
+    device = next(model.parameters()).device
+    tensor = torch.from_numpy(np.ascontiguousarray(face.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
+    tensor = (tensor * 2 - 1).to(device)  # GFPGAN works in [-1, 1]
+    with torch.inference_mode(), precision.autocast(device.type):
+        output = model(tensor, return_rgb=False, randomize_noise=False)[0]
+    output = (output.float().clamp(-1, 1) + 1) / 2
+    return output[0].permute(1, 2, 0).cpu().numpy()
+
+
+def gfpgan_precision(model: "torch.nn.Module", device: str) -> Precision:
+    """The precision to run GFPGAN in on ``device``: decided once per device (see module notes)."""
+    with _decisions_lock:
+        if device not in _decisions:
+            _decisions[device] = _decide(model, device)
+            log.info("GFPGAN precision on %s: %s", device, _decisions[device])
+        return _decisions[device]
+
+
+def _decide(model: "torch.nn.Module", device: str) -> Precision:
+    if device.startswith("cuda"):
+        return FP16_CUDA
+    if not cpu_has_bf16_units():
+        return FP32_CPU
+    return precision_for_agreement(bf16_agreement_db(model, calibration_face()))
+
+
+def precision_for_agreement(psnr_db: float) -> Precision:
+    """bf16 when its output matched fp32 closely enough on the calibration face, else fp32."""
+    if psnr_db >= BF16_MIN_PSNR_DB:
+        return replace(BF16_CPU, calibration_psnr_db=psnr_db)
+    log.warning("GFPGAN bf16 differs from fp32 (%.1f dB < %.1f dB): using fp32", psnr_db, BF16_MIN_PSNR_DB)
+    return replace(FP32_CPU, calibration_psnr_db=psnr_db)
+
+
+def bf16_agreement_db(model: "torch.nn.Module", face: np.ndarray) -> float:
+    """PSNR of GFPGAN's bf16 output against its fp32 output on one aligned face."""
+    bf16 = restore_face(model, face, BF16_CPU)
+    fp32 = restore_face(model, face, FP32_CPU)
+    return psnr(bf16, fp32)
+
+
+def calibration_face() -> np.ndarray:
+    """A deterministic, softly drawn face on the FFHQ template: skin, hair, eyes, mouth.
+
+    Synthetic so the decision does not depend on which job came first; face-shaped so GFPGAN sees
+    the kind of input it was trained on rather than a test card.
+    """
+    import cv2
+
+    card = np.zeros((FACE_SIZE, FACE_SIZE, 3), np.float32)
+    card[:] = np.linspace(0.55, 0.75, FACE_SIZE, dtype=np.float32)[:, None, None]  # backdrop shading
+    cv2.ellipse(card, (256, 200), (190, 170), 0, 0, 360, (0.35, 0.25, 0.18), -1)  # hair
+    cv2.ellipse(card, (256, 300), (150, 190), 0, 0, 360, (0.86, 0.67, 0.56), -1)  # skin
+    for centre in ((193, 240), (319, 240)):  # eyes where the template puts them
+        cv2.ellipse(card, centre, (26, 13), 0, 0, 360, (0.95, 0.95, 0.95), -1)
+        cv2.circle(card, centre, 10, (0.25, 0.18, 0.12), -1)
+    cv2.ellipse(card, (257, 372), (56, 14), 0, 0, 360, (0.62, 0.32, 0.32), -1)  # mouth
+    cv2.line(card, (256, 270), (256, 312), (0.74, 0.55, 0.46), 6)  # nose ridge
+    return np.clip(cv2.GaussianBlur(card, (0, 0), 2.0), 0.0, 1.0)
