@@ -82,3 +82,27 @@ def install_into(data_dir: Path, template: tuple[Path, Path]) -> Path:
     models, manifests = template
     shutil.copytree(models, data_dir / "models", copy_function=os.link)
     return manifests
+
+
+def build_color_template(root: Path) -> tuple[Path, Path]:
+    """colorization: a random DDColor (ConvNeXt-T keeps it at 220 MB) in the official layout."""
+    from pipelines.models.ddcolor import write_random_ddcolor
+
+    files, manifests, models = root / "files", root / "manifests", root / "models"
+    manifests.mkdir(parents=True)
+    write_random_ddcolor(files)
+    specs = [_model("ddcolor-config", files / "configuration.json", "ddcolor"),
+             _model("ddcolor-weights", files / "pytorch_model.pt", "ddcolor")]
+    for spec in specs:
+        spec["group"] = "ddcolor"
+    (manifests / "colorization.toml").write_text(manifest_toml("colorization", specs, ("colorize",)))
+    for name in ("upscale", "photo-restoration", "background-removal"):
+        shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
+    catalog = BundleCatalog.open(models, manifests)
+    asyncio.run(Installer(catalog).install("colorization", source=files))
+    return models, manifests
+
+
+@pytest.fixture(scope="session")
+def color_template(tmp_path_factory) -> tuple[Path, Path]:
+    return build_color_template(tmp_path_factory.mktemp("color-template"))

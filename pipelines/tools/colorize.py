@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
-from pipelines.tools.common import OUTPUT_PARAMS
+from pipelines.tools.common import COLOR_MODELS, OUTPUT_PARAMS
 
 PARAMS = (
     Param("strength", "number", 85, "Colour intensity: 0 leaves the photo grey, 100 applies the model's full colour.",
@@ -12,7 +12,7 @@ PARAMS = (
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
-    return [StepCall("colorize", {"strength": params["strength"]}, explicit=True)]
+    return [StepCall("colorize", {"strength": params["strength"]}, explicit=True, models=COLOR_MODELS)]
 
 
 TOOL = Tool(

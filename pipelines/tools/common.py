@@ -8,6 +8,7 @@ from pipelines.params import Param, ValidParams
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "tiff")
 # The photo-restoration bundle's models the face step loads (GFPGAN only when a face is found).
 FACE_MODELS = ("gfpgan-v1.4", "retinaface-resnet50", "parsenet")
+COLOR_MODELS = ("ddcolor-config", "ddcolor-weights")  # one model directory: config + weights
 
 OUTPUT_FORMAT_PARAM = Param("outputFormat", "string", None, "Output format; default: the input's format where "
                             "it can be written, else PNG.", choices=OUTPUT_FORMATS)

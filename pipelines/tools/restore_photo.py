@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pipelines.params import Param, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
-from pipelines.tools.common import FACE_MODELS, OUTPUT_PARAMS
+from pipelines.tools.common import COLOR_MODELS, FACE_MODELS, OUTPUT_PARAMS
 
 PARAMS = (
     Param("scratchRemoval", "boolean", True, "Remove scratches, cracks and fold lines."),
@@ -22,7 +22,7 @@ def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
         ("scratchRemoval", StepCall("scratch_removal")),
         ("faceEnhancement", StepCall("face_enhancement", {"fidelity": params["fidelity"]}, models=FACE_MODELS)),
         ("denoise", StepCall("denoise", {"strength": params["denoiseStrength"]})),
-        ("colorize", StepCall("colorize", {"strength": params["colorizeStrength"]})),
+        ("colorize", StepCall("colorize", {"strength": params["colorizeStrength"]}, models=COLOR_MODELS)),
     ]
     return [
         StepCall(call.step, call.params, explicit=flag in params.explicit, models=call.models)
