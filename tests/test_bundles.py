@@ -183,7 +183,7 @@ async def test_no_network_says_so_and_suggests_from(tmp_path, model_server, chec
     with pytest.raises(InstallError) as info:
         await Installer(catalog, FAST).install("upscale", only={"realesrgan-x4plus"})
     assert info.value.code == "NETWORK_UNAVAILABLE"
-    assert "--from" in str(info.value)
+    assert "restora bundles install upscale --from" in str(info.value)
 
 
 def _zip(path: Path, checkpoints: dict[str, Path]) -> Path:

@@ -65,7 +65,7 @@ class Installer:
             async with aiohttp.ClientSession() as session:
                 for index, spec in enumerate(specs, start=1):
                     report = _reporter(progress, spec, index, len(specs))
-                    entries[spec.id] = await self._install_model(spec, session, local, embedded, report)
+                    entries[spec.id] = await self._install_model(name, spec, session, local, embedded, report)
             record = {"name": name, "version": manifest.version, "installedAt": time.time(), "models": entries}
             self.store.write_record(name, record)
         return record
@@ -77,8 +77,9 @@ class Installer:
         return {mid: entry for mid, entry in record.get("models", {}).items()
                 if any(m.id == mid for m in manifest.models) and self.store.model_file(manifest, mid)}
 
-    async def _install_model(self, spec: ModelSpec, session: aiohttp.ClientSession, local: LocalSource | None,
-                             embedded: bool, report: Callable[..., None]) -> dict[str, Any]:
+    async def _install_model(self, bundle: str, spec: ModelSpec, session: aiohttp.ClientSession,
+                             local: LocalSource | None, embedded: bool,
+                             report: Callable[..., None]) -> dict[str, Any]:
         target = self.store.model_path(spec)
         reused = await self._reuse(spec, target, report)
         if reused is not None:
@@ -98,7 +99,7 @@ class Installer:
                 errors.append(str(exc))
             except (InstallError, ChecksumMismatch, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 errors.append(str(exc))
-        raise _no_source_worked(spec, errors, offline)
+        raise _no_source_worked(bundle, spec, errors, offline)
 
     async def _reuse(self, spec: ModelSpec, target: Path, report: Callable[..., None]) -> dict[str, Any] | None:
         """A file already in the store (another bundle's, or a killed install's) is reused if it verifies."""
@@ -203,13 +204,13 @@ def _reporter(sink: ProgressSink, spec: ModelSpec, index: int, count: int) -> Ca
     return report
 
 
-def _no_source_worked(spec: ModelSpec, errors: list[str], offline: bool) -> InstallError:
+def _no_source_worked(bundle: str, spec: ModelSpec, errors: list[str], offline: bool) -> InstallError:
     detail = "; ".join(errors) or "no source applies"
     if offline:
         return InstallError(
             f"Could not download {spec.file}: this machine has no network access ({detail}). "
             f"On an offline machine, copy the model files into a folder (or a .zip/.tar.gz) and run "
-            f"`restora bundles install <bundle> --from <folder>`.", code="NETWORK_UNAVAILABLE")
+            f"`restora bundles install {bundle} --from <folder>`.", code="NETWORK_UNAVAILABLE")
     return InstallError(f"Could not install {spec.file}: {detail}")
 
 
