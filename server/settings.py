@@ -39,7 +39,6 @@ class Settings:
     shutdown_grace_s: float = 20.0
     cancel_grace_s: float = 10.0
     expiry_sweep_s: float = 60.0
-    worker_start_timeout_s: float = 120.0
     worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     manifests_dir: Path | None = None  # None: the manifests shipped in the bundles package
     auth: str = "auto"  # auto: required unless listening on loopback | on | off

@@ -146,3 +146,29 @@ def test_cancellation_raises_between_bands(large_damaged, allowed_checks):
 
 def test_step_contract():
     assert (STEP.name, STEP.stage, STEP.weight, STEP.bundle) == ("scratch_removal", "Removing scratches...", 2.0, None)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "camera"])
+def test_film_grain_neither_hides_scratches_nor_fakes_them(name):
+    from skimage import data
+
+    rgb = getattr(data, name)()
+    rgb = (np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb[..., :3]).astype(np.float32) / 255
+    rng = np.random.default_rng(1)
+    grainy = np.clip(rgb + rng.normal(0, 13 / 255, rgb.shape[:2] + (1,)), 0, 1).astype(np.float32)
+    ctx = StepContext(report=lambda f, s: None, is_cancelled=lambda: False)
+    assert STEP.run(Picture(rgb=grainy), {}, ctx).measurements["scratchCoverage"] < 0.5
+    damaged = grainy.copy()
+    height, width = damaged.shape[:2]
+    for i, level in enumerate((1.0, 0.05, 0.95, 0.1)):  # bright and dark, long, 2 px
+        x0 = int(width * (0.15 + 0.2 * i))
+        cv2.line(damaged, (x0, 0), (x0 + 40, height - 1), (level,) * 3, 2)
+    hit = np.abs(damaged - grainy).max(axis=2) > 0.05
+    repaired = STEP.run(Picture(rgb=damaged), {}, ctx).image.rgb
+
+    def psnr(image):
+        return 10 * np.log10(1 / np.mean((image[hit] - grainy[hit]) ** 2))
+
+    # Measured +2.9..+9.5 dB on astronaut, coffee, chelsea, camera at grain sigma 13 (0 before the
+    # detection copy was smoothed: the grain broke every run).
+    assert psnr(repaired) > psnr(damaged) + 2.0

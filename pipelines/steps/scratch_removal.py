@@ -49,6 +49,13 @@ EDGE = FLANK + 1  # a run along the photo's edge has one flank: evidence this cl
 # stereo_motorcycle (0.34%); 55 and 60 flagged nothing; 70 lost ~1 dB of repair on damaged ones.
 MIN_CONTRAST = 60
 NOISE_CONTRAST = 2.5
+# Film grain breaks a scratch's straight run (its weakest pixel drops, its flanks' strongest rises):
+# at sigma 13 the sample in examples/ had 0.00% detected. Above this noise level, detection (not the
+# repaired pixels) reads a copy of the luminance smoothed by NL-means, which keeps long thin lines
+# because they repeat along their length. Clean photos (below the level) are read exactly as before.
+GRAIN_SIGMA = 3.0
+GRAIN_H_PER_SIGMA = 1.3
+GRAIN_SEARCH, GRAIN_PATCH = 21, 7  # NL-means windows: 13 px of reach, included in EVIDENCE_REACH
 
 COARSE_LONG_SIDE = 256  # the long-line test runs on evidence max-pooled to this long side
 # A scratch must cover MIN_COVERAGE of a straight run of LONG_FRACTION x the photo's short side
@@ -67,9 +74,10 @@ ANGLE_DRIFT = 2.5  # angular step, in pixels of sideways drift over a run's leng
 
 INPAINT_RADIUS = 3
 BAND_ROWS = 256
-# Rows of context per band. Evidence: top-hat 6 + run 10 + fringe 7 + re-growth along the run
-# 10 + final dilation 1 = 34, rounded up. Telea: measured identical to one-piece output.
-EVIDENCE_REACH = 40
+# Rows of context per band. Evidence: NL-means 13 (grainy photos) + top-hat 6 + run 10 + fringe 7
+# + re-growth along the run 10 + final dilation 1 = 47, rounded up. Telea: measured identical to
+# one-piece output.
+EVIDENCE_REACH = 56
 INPAINT_REACH = 16
 SQUARE3 = np.ones((3, 3), np.uint8)
 
@@ -157,23 +165,33 @@ def _band_masks(
 ) -> Iterator[_BandMask]:
     """Both passes; yields each band's mask and reports progress once the caller is done with it."""
     geometry = _Geometry.of(rgb.shape[0], rgb.shape[1], band_rows)
-    contrast = int(round(max(MIN_CONTRAST, NOISE_CONTRAST * estimate_noise_sigma(rgb))))
-    lines = _long_line_map(rgb, geometry, contrast, ctx)
+    sigma = estimate_noise_sigma(rgb)
+    detection = _Detection(geometry, int(round(max(MIN_CONTRAST, NOISE_CONTRAST * sigma))),
+                           GRAIN_H_PER_SIGMA * sigma if sigma >= GRAIN_SIGMA else 0.0)
+    lines = _long_line_map(rgb, detection, ctx)
     boxes = _protect_boxes(protect_boxes)
     bands = geometry.bands()
     for index, band in enumerate(bands):
         ctx.check_cancelled()
-        yield _repair_mask(rgb, geometry, lines, contrast, band, boxes)
+        yield _repair_mask(rgb, detection, lines, band, boxes)
         ctx.progress(0.3 + 0.7 * (index + 1) / len(bands), STAGE)
 
 
-def _long_line_map(rgb: np.ndarray, geometry: _Geometry, contrast: int, ctx: StepContext) -> LineMaps:
+@dataclass(frozen=True)
+class _Detection:
+    geometry: _Geometry
+    contrast: int  # 0..255 luminance units
+    grain_h: float  # NL-means strength for the detection copy; 0 on clean photos
+
+
+def _long_line_map(rgb: np.ndarray, detection: _Detection, ctx: StepContext) -> LineMaps:
     """First pass: pooled local evidence per polarity, reduced to the long isolated lines on it."""
+    geometry = detection.geometry
     pooled: list[list[np.ndarray]] = [[], []]
     bands = geometry.bands()
     for index, band in enumerate(bands):
         ctx.check_cancelled()
-        for polarity, evidence in enumerate(_band_evidence(rgb, geometry, contrast, band)):
+        for polarity, evidence in enumerate(_band_evidence(rgb, detection, band)):
             pooled[polarity].append(_pool(evidence, geometry.coarse_factor, cv2.dilate))
         ctx.progress(0.3 * (index + 1) / len(bands), STAGE)
     coarse = np.dstack([np.vstack(parts) for parts in pooled])
@@ -184,11 +202,12 @@ def _long_line_map(rgb: np.ndarray, geometry: _Geometry, contrast: int, ctx: Ste
 
 
 def _repair_mask(
-    rgb: np.ndarray, geometry: _Geometry, lines: LineMaps, contrast: int, band: Rows, boxes: Sequence[Box]
+    rgb: np.ndarray, detection: _Detection, lines: LineMaps, band: Rows, boxes: Sequence[Box]
 ) -> _BandMask:
     """Second pass: the full-resolution mask of a band plus INPAINT_REACH rows either side."""
+    geometry = detection.geometry
     start, stop = max(0, band[0] - INPAINT_REACH), min(geometry.detect_height, band[1] + INPAINT_REACH)
-    evidence = _band_evidence(rgb, geometry, contrast, (start, stop))
+    evidence = _band_evidence(rgb, detection, (start, stop))
     on_lines = np.zeros_like(evidence[0])
     for polarity_evidence, polarity_lines in zip(evidence, lines):
         on_lines |= polarity_evidence & _coarse_rows(polarity_lines, geometry, start, stop)
@@ -200,22 +219,29 @@ def _repair_mask(
     return _BandMask(rows, slice(band[0] * geometry.factor - rows[0], owned_stop), mask.astype(bool))
 
 
-def _band_evidence(rgb: np.ndarray, geometry: _Geometry, contrast: int, band: Rows) -> LineMaps:
+def _band_evidence(rgb: np.ndarray, detection: _Detection, band: Rows) -> LineMaps:
     """Local thin-line evidence (uint8 0/1) for the detection rows of `band`."""
+    geometry = detection.geometry
     start, stop = max(0, band[0] - EVIDENCE_REACH), min(geometry.detect_height, band[1] + EVIDENCE_REACH)
     luma = rgb[start * geometry.factor:stop * geometry.factor] @ LUMA
     luma = np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (TOPHAT_SIZE, TOPHAT_SIZE))
-    responses = (
-        cv2.morphologyEx(_pool(luma, geometry.factor, cv2.dilate), cv2.MORPH_TOPHAT, element),
-        cv2.morphologyEx(_pool(luma, geometry.factor, cv2.erode), cv2.MORPH_BLACKHAT, element),
-    )
-    evidence = _local_line_evidence(responses, contrast)
+    bright, dark = (_ungrained(_pool(luma, geometry.factor, pool), detection.grain_h) for pool in (cv2.dilate, cv2.erode))
+    responses = (cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, element),
+                 cv2.morphologyEx(dark, cv2.MORPH_BLACKHAT, element))
+    evidence = _local_line_evidence(responses, detection.contrast)
     for polarity in evidence:  # a run along the photo's edge has one flank only: no evidence there
         polarity[: max(0, EDGE - start)] = polarity[max(0, geometry.detect_height - EDGE - start):] = 0
         polarity[:, :EDGE] = polarity[:, -EDGE:] = 0
     keep = slice(band[0] - start, band[1] - start)
     return evidence[0][keep], evidence[1][keep]
+
+
+def _ungrained(luma: np.ndarray, h: float) -> np.ndarray:
+    if h <= 0:
+        return luma
+    return cv2.fastNlMeansDenoising(luma, None, h=float(h), templateWindowSize=GRAIN_PATCH,
+                                    searchWindowSize=GRAIN_SEARCH)
 
 
 def _local_line_evidence(responses: LineMaps, contrast: int) -> LineMaps:
