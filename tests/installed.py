@@ -51,25 +51,32 @@ def model_template(tmp_path_factory) -> tuple[Path, Path]:
     return build_template(tmp_path_factory.mktemp("model-template"))
 
 
+def _template_with(root: Path, bundle: str, models: list[dict], tools: tuple[str, ...]) -> tuple[Path, Path]:
+    """A model store where only ``bundle`` (a test manifest) is installed from ``root/files``; the
+    other bundles keep their shipped manifests and stay not installed."""
+    manifests, store = root / "manifests", root / "models"
+    manifests.mkdir(parents=True)
+    (manifests / f"{bundle}.toml").write_text(manifest_toml(bundle, models, tools))
+    for name in ("upscale", "photo-restoration", "colorization", "background-removal"):
+        if name != bundle:
+            shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
+    asyncio.run(Installer(BundleCatalog.open(store, manifests)).install(bundle, source=root / "files"))
+    return store, manifests
+
+
 def build_face_template(root: Path) -> tuple[Path, Path]:
     """photo-restoration with random weights in the official layouts; the detector finds no faces."""
     from pipelines.models.face_helpers import save_random_parsenet, save_random_retinaface
     from pipelines.models.gfpgan import save_random_gfpgan
 
-    files, manifests, models = root / "files", root / "manifests", root / "models"
-    for folder in (files, manifests):
-        folder.mkdir(parents=True)
+    files = root / "files"
+    files.mkdir(parents=True)
     specs = [("gfpgan-v1.4", save_random_gfpgan(files / "GFPGANv1.4.pth"), "gfpgan-v1-clean"),
              ("retinaface-resnet50", save_random_retinaface(files / "detection_Resnet50_Final.pth"),
               "retinaface-resnet50"),
              ("parsenet", save_random_parsenet(files / "parsing_parsenet.pth"), "parsenet")]
-    (manifests / "photo-restoration.toml").write_text(manifest_toml(
-        "photo-restoration", [_model(mid, path, loader) for mid, path, loader in specs], ("face-enhance",)))
-    for name in ("upscale", "colorization", "background-removal"):
-        shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
-    catalog = BundleCatalog.open(models, manifests)
-    asyncio.run(Installer(catalog).install("photo-restoration", source=files))
-    return models, manifests
+    return _template_with(root, "photo-restoration", [_model(mid, path, loader) for mid, path, loader in specs],
+                          ("face-enhance",))
 
 
 @pytest.fixture(scope="session")
@@ -84,23 +91,23 @@ def install_into(data_dir: Path, template: tuple[Path, Path]) -> Path:
     return manifests
 
 
+async def client_with_models(aiohttp_client, settings, template: tuple[Path, Path], **overrides):
+    """The real app on ``settings``, with the template's bundles installed in its data dir."""
+    from server.app import create_app
+
+    manifests = install_into(settings.data_dir, template)
+    return await aiohttp_client(create_app(settings.with_overrides(manifests_dir=manifests, **overrides)))
+
+
 def build_color_template(root: Path) -> tuple[Path, Path]:
     """colorization: a random DDColor (ConvNeXt-T keeps it at 220 MB) in the official layout."""
     from pipelines.models.ddcolor import write_random_ddcolor
 
-    files, manifests, models = root / "files", root / "manifests", root / "models"
-    manifests.mkdir(parents=True)
+    files = root / "files"
     write_random_ddcolor(files)
-    specs = [_model("ddcolor-config", files / "configuration.json", "ddcolor"),
-             _model("ddcolor-weights", files / "pytorch_model.pt", "ddcolor")]
-    for spec in specs:
-        spec["group"] = "ddcolor"
-    (manifests / "colorization.toml").write_text(manifest_toml("colorization", specs, ("colorize",)))
-    for name in ("upscale", "photo-restoration", "background-removal"):
-        shutil.copy(MANIFEST_DIR / f"{name}.toml", manifests / f"{name}.toml")
-    catalog = BundleCatalog.open(models, manifests)
-    asyncio.run(Installer(catalog).install("colorization", source=files))
-    return models, manifests
+    specs = [dict(_model("ddcolor-config", files / "configuration.json", "ddcolor"), group="ddcolor"),
+             dict(_model("ddcolor-weights", files / "pytorch_model.pt", "ddcolor"), group="ddcolor")]
+    return _template_with(root, "colorization", specs, ("colorize",))
 
 
 @pytest.fixture(scope="session")

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.app import create_app
 from tests.conftest import astronaut, collect, encode, submit
-from tests.installed import color_template, install_into  # noqa: F401 (fixture)
+from tests.installed import client_with_models, color_template  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def client(aiohttp_client, settings, color_template):  # noqa: F811
-    manifests = install_into(settings.data_dir, color_template)
-    return await aiohttp_client(create_app(settings.with_overrides(manifests_dir=manifests)))
+    return await client_with_models(aiohttp_client, settings, color_template)
 
 
 def grey(side: int) -> np.ndarray:

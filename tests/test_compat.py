@@ -10,10 +10,9 @@ import pytest
 from aiohttp import FormData, web
 from PIL import Image
 
-from server.app import create_app
 from server.auth import KeyStore
 from tests.conftest import astronaut, encode
-from tests.installed import install_into, model_template  # noqa: F401 (fixture)
+from tests.installed import client_with_models, model_template  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +33,10 @@ async def photos(aiohttp_server):
 
 @pytest.fixture
 async def compat(aiohttp_client, settings, model_template):  # noqa: F811
-    manifests = install_into(settings.data_dir, model_template)
     key, _ = KeyStore(settings.db_path).create("compat-test")
-    app = create_app(settings.with_overrides(auth="on", allow_private_urls=True, manifests_dir=manifests,
-                                             compat_restore_rate_per_hour=3))
-    return await aiohttp_client(app), key
+    client = await client_with_models(aiohttp_client, settings, model_template, auth="on",
+                                      allow_private_urls=True, compat_restore_rate_per_hour=3)
+    return client, key
 
 
 async def poll(client, path, headers, done, timeout=240):

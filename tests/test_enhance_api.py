@@ -7,17 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.app import create_app
 from tests.conftest import astronaut, collect, encode, submit
-from tests.installed import install_into, model_template  # noqa: F401 (fixture)
+from tests.installed import client_with_models, model_template  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def client(aiohttp_client, settings, model_template):  # noqa: F811
-    manifests = install_into(settings.data_dir, model_template)
-    return await aiohttp_client(create_app(settings.with_overrides(manifests_dir=manifests)))
+    return await client_with_models(aiohttp_client, settings, model_template)
 
 
 async def result_of(client, body) -> dict:

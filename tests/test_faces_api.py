@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from server.app import create_app
 from tests.conftest import astronaut, collect, encode, submit
-from tests.installed import face_template, install_into  # noqa: F401 (fixture)
+from tests.installed import client_with_models, face_template  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def client(aiohttp_client, settings, face_template):  # noqa: F811
-    manifests = install_into(settings.data_dir, face_template)
-    return await aiohttp_client(create_app(settings.with_overrides(manifests_dir=manifests)))
+    return await client_with_models(aiohttp_client, settings, face_template)
 
 
 async def finished(client, body) -> dict:
