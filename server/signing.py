@@ -28,10 +28,11 @@ class UrlSigner:
         return f"{path}?expires={expires}&sig={self._digest(path, expires)}"
 
     def check(self, path: str, expires: str | None, signature: str | None) -> str:
-        """'valid', 'expired' or 'absent'/'invalid'."""
-        if not expires or not signature:
+        """'absent' (neither given), 'valid', 'expired' or 'invalid' (a half or wrong signature)."""
+        if expires is None and signature is None:
             return "absent"
-        if not expires.isdigit() or not hmac.compare_digest(self._digest(path, int(expires)), signature):
+        if not expires or not expires.isdigit() or not signature \
+                or not hmac.compare_digest(self._digest(path, int(expires)), signature):
             return "invalid"
         return "valid" if int(expires) >= time.time() else "expired"
 

@@ -56,6 +56,15 @@ async def fetch_asset(client, url: str) -> Image.Image:
     return Image.open(io.BytesIO(await resp.read()))
 
 
+async def assert_only_the_whole_signature_opens(client, url: str) -> None:
+    path, query = url.split("://", 1)[1].split("/", 1)[1].split("?", 1)
+    expires, sig = (part.split("=", 1)[1] for part in query.split("&"))
+    for broken in ("", f"?sig={sig}", "?sig=", f"?expires={expires}", f"?expires={expires}&sig=0{sig[1:]}",
+                   f"?expires={int(expires) + 1}&sig={sig}"):
+        resp = await client.get(f"/{path}{broken}")
+        assert resp.status in (401, 403), (broken, resp.status)
+
+
 async def test_seed_000_image_enhance(compat, photos):
     client, key = compat
     bearer = {"Authorization": f"Bearer {key}"}
@@ -70,6 +79,7 @@ async def test_seed_000_image_enhance(compat, photos):
     [result] = status["results"]
     assert result["asset_type"] == "EDITED_IMAGE" and result["metadata"] == {"result_type": "enhanced"}
     assert (await fetch_asset(client, result["asset"])).size == (192, 192)  # 48 px: auto scale 4x
+    await assert_only_the_whole_signature_opens(client, result["asset"])
 
 
 async def test_seed_000_upload_with_background_removal(compat):
