@@ -176,6 +176,18 @@ async def test_verify_reports_drift_and_marks_the_bundle_broken(catalog):
     assert catalog.state("upscale").status == "installed"
 
 
+async def test_a_model_the_manifest_dropped_since_the_install_is_passed_over(catalog):
+    await Installer(catalog, FAST).install("upscale")
+    record = catalog.store.read_record("upscale")
+    record["models"]["retired-model"] = {"sha256": "0" * 64, "size": 1}
+    catalog.store.write_record("upscale", record)
+    assert catalog.state("upscale").status == "installed"
+    report = {r["model"]: r["status"] for r in verify_bundle(catalog, "upscale")}
+    assert report == {"realesrgan-x4plus": "ok", "realesr-general-x4v3": "ok"}
+    assert sorted(remove_bundle(catalog, "upscale")) == ["RealESRGAN_x4plus.pth", "realesr-general-x4v3.pth"]
+    assert catalog.state("upscale").status == "not_installed"
+
+
 async def test_no_network_says_so_and_suggests_from(tmp_path, model_server, checkpoints):
     manifests = write_manifests(tmp_path / "manifests", model_server, checkpoints,
                                 x4={"sources": [{"kind": "url", "url": "https://restora-test.invalid/x4.pth"}]})

@@ -20,8 +20,7 @@ def remove_bundle(catalog: BundleCatalog, name: str) -> list[str]:
         store.remove_record(name)  # first: the bundle is never "installed" with files missing
         in_use = _paths_in_use(catalog)
         removed = []
-        for model_id in record.get("models", {}):
-            path = store.model_path(manifest.model(model_id))
+        for _, _, path in store.recorded_paths(manifest, record):
             if path not in in_use and path.exists():
                 path.unlink()
                 removed.append(path.name)
@@ -42,12 +41,7 @@ def _paths_in_use(catalog: BundleCatalog) -> set:
     for name, record in catalog.store.records().items():
         if name not in catalog.manifests:
             continue
-        manifest = catalog.get(name)
-        for model_id in record.get("models", {}):
-            try:
-                paths.add(catalog.store.model_path(manifest.model(model_id)))
-            except KeyError:
-                continue
+        paths.update(path for _, _, path in catalog.store.recorded_paths(catalog.get(name), record))
     return paths
 
 
@@ -65,8 +59,7 @@ def verify_bundle(catalog: BundleCatalog, name: str) -> list[dict[str, Any]]:
 def _rehash(catalog: BundleCatalog, manifest, record: dict[str, Any]) -> list[dict[str, Any]]:
     store = catalog.store
     report = []
-    for model_id, entry in record.get("models", {}).items():
-        path = store.model_path(manifest.model(model_id))
+    for model_id, entry, path in store.recorded_paths(manifest, record):
         if not path.is_file():
             report.append({"model": model_id, "status": "missing"})
             entry["drift"] = True

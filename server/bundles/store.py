@@ -55,6 +55,15 @@ class ModelStore:
     def model_path(self, spec: ModelSpec) -> Path:
         return self.files_dir / (spec.group or spec.id) / spec.file
 
+    def recorded_paths(self, manifest: Manifest, record: dict[str, Any]) -> Iterator[tuple[str, dict, Path]]:
+        """(model id, record entry, file path) of each recorded model the manifest still names;
+        a model the manifest dropped since the install is passed over (it has no known path)."""
+        for model_id, entry in record.get("models", {}).items():
+            try:
+                yield model_id, entry, self.model_path(manifest.model(model_id))
+            except KeyError:
+                continue
+
     # -- records ----------------------------------------------------------------------------
     def read_record(self, name: str) -> dict[str, Any] | None:
         path = self.state_dir / f"{name}.json"
@@ -99,11 +108,7 @@ class ModelStore:
         return BundleState(BROKEN if problems else INSTALLED, installed, missing, problems, record)
 
     def _file_problems(self, manifest: Manifest, record: dict[str, Any]) -> Iterator[str]:
-        for model_id, entry in record.get("models", {}).items():
-            try:
-                path = self.model_path(manifest.model(model_id))
-            except KeyError:
-                continue  # a model the manifest dropped since; harmless
+        for model_id, entry, path in self.recorded_paths(manifest, record):
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
