@@ -11,29 +11,11 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from server.access import check_rate
-from server.errors import ApiError, InvalidParams
-from server.jobs import Job, JobStatus
-from server.routes.tools import attach_url_source, check_capacity, create_job
-from server.state import HUB, LIFECYCLE, LIMITS, MANAGER, SETTINGS, SIGNER, TOOLS
-from server.uploads import Submission, read_submission
-
-
-async def read_compat_submission(request: web.Request, file_fields: tuple[str, ...],
-                                 max_bytes: int | None = None) -> Submission:
-    if request.app[LIFECYCLE].draining:
-        raise ApiError("The server is shutting down; try again shortly.", code="SHUTTING_DOWN", status=503)
-    check_rate(request, request.app[LIMITS]["submit"])
-    check_capacity(request)
-    settings = request.app[SETTINGS]
-    limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
-    submission = await read_submission(request, settings.data_dir / "tmp", limit, file_fields)
-    try:
-        await attach_url_source(request.app, submission, limit)
-    except BaseException:
-        submission.discard()
-        raise
-    return submission
+from server.errors import InvalidParams
+from server.jobs import Job
+from server.routes.tools import create_job, read_source, refuse_when_draining
+from server.state import HUB, MANAGER, SIGNER, TOOLS
+from server.uploads import Submission
 
 
 async def read_documented(request: web.Request, file_fields: tuple[str, ...], known: Mapping[str, Any],
@@ -42,7 +24,8 @@ async def read_documented(request: web.Request, file_fields: tuple[str, ...], kn
                           ) -> tuple[Submission, dict[str, Any]]:
     """The submission and its documented fields (defaults filled in). On any refusal, including
     the adapter's own ``check``, the uploaded or fetched file is removed before the error goes out."""
-    submission = await read_compat_submission(request, file_fields, max_bytes)
+    refuse_when_draining(request.app)
+    submission = await read_source(request, file_fields, max_bytes)
     try:
         fields = take(submission.fields, known)
         if check is not None:
@@ -93,10 +76,6 @@ def result_url(request: web.Request, download_path: str, ttl_s: float) -> str:
 
 def remaining_ttl(job: Job) -> float:
     return max(0.0, (job.expires_at or time.time()) - time.time())
-
-
-def is_running(job: Job) -> bool:
-    return job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 async def read_file_bytes(request: web.Request, job: Job, download_path: str) -> bytes:

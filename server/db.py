@@ -68,11 +68,15 @@ class Store:
         self._db.close()
 
     # -- jobs -------------------------------------------------------------------------------
-    def insert_job(self, job: Job) -> None:
+    def insert_job(self, job: Job, *, event: tuple[int, str, dict]) -> None:
+        """Persist a new job and its first event in one transaction."""
         row = _job_to_row(job)
         marks = ", ".join("?" for _ in _COLUMNS)
-        self._db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                         [row[c] for c in _COLUMNS])
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                             [row[c] for c in _COLUMNS])
+            self._insert_event(job.id, *event)
 
     def save_job(self, job: Job, *, event: tuple[int, str, dict] | None = None) -> None:
         """Persist the whole job row, and optionally one new event, in one transaction."""

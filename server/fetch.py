@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from server.errors import ApiError, InvalidParams, PayloadTooLarge
-from server.uploads import StoredUpload
+from server.uploads import StoredUpload, write_capped
 
 MAX_REDIRECTS = 5
 _CHUNK = 256 * 1024
@@ -146,19 +145,7 @@ async def _get_once(url: str, host: str, addresses: list[str], tmp_dir: Path,
 async def _save_body(resp: aiohttp.ClientResponse, url: str, tmp_dir: Path, max_bytes: int) -> StoredUpload:
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise _too_large(max_bytes)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = tmp_dir / f"upload-{uuid.uuid4().hex}"
-    size = 0
-    try:
-        with open(path, "wb") as out:
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)
-                out.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    path, size = await write_capped(resp.content.iter_chunked(_CHUNK), tmp_dir, max_bytes, _too_large)
     name = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
     return StoredUpload(path=path, filename=name, size=size)
 

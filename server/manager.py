@@ -71,8 +71,7 @@ class JobManager:
         progress through :meth:`apply` with the same events a worker would produce.
         """
         job.last_event_id = 1
-        self.store.insert_job(job)
-        self.store.save_job(job, event=(1, "progress", progress_data(job, None)))
+        self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
         self._active[job.id] = job
         if in_process:
             self.apply(ExecutorEvent(EventKind.STARTED, job.id))
@@ -94,7 +93,7 @@ class JobManager:
             self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
             self._announce_positions()
         elif job.status != JobStatus.EXPIRED:
-            self._record(job, None, status=JobStatus.EXPIRED, stage="Deleted")
+            self._expire(job, stage="Deleted")
         self._remove_files(job_id)
         return job
 
@@ -166,7 +165,7 @@ class JobManager:
             self.store.save_job(job)
             return
         job.last_event_id += 1
-        data = event_data(job) if event_data is not None else progress_data(job, self.queue_position(job.id))
+        data = event_data(job) if event_data is not None else progress_data(job, self._positions.get(job.id))
         self.store.save_job(job, event=(job.last_event_id, event_type, data))
         self.hub.publish(job.id, JobEvent(job.last_event_id, event_type, data))
 
@@ -221,11 +220,15 @@ class JobManager:
         for job_id in expired:
             job = self.store.get_job(job_id)
             if job is not None:
-                self._remove_files(job_id)
-                self._record(job, None, status=JobStatus.EXPIRED)
-                self.store.prune_events(job_id, keep_from=job.last_event_id)
-                self.hub.forget(job_id)
+                self._expire(job)
         return len(expired)
+
+    def _expire(self, job: Job, **fields: Any) -> None:
+        """A finished job's files go; its record and last events stay (410s and reconnects)."""
+        self._remove_files(job.id)
+        self._record(job, None, status=JobStatus.EXPIRED, **fields)
+        self.store.prune_events(job.id, keep_from=job.last_event_id)
+        self.hub.forget(job.id)
 
     def _remove_files(self, job_id: str) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

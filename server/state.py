@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -24,7 +24,6 @@ class Lifecycle:
     """Shutdown state: once draining, new work is refused with 503 and SSE streams end."""
 
     draining: bool = False
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 SETTINGS = web.AppKey("settings", Settings)

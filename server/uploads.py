@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -87,22 +87,35 @@ async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
 
 
 async def _store_part(part: BodyPartReader, tmp_dir: Path, max_bytes: int) -> StoredUpload:
+    path, size = await write_capped(_chunks_of(part), tmp_dir, max_bytes, _too_large)
+    return StoredUpload(path=path, filename=part.filename or "image", size=size)
+
+
+async def _chunks_of(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(_CHUNK):
+        yield chunk
+
+
+async def write_capped(chunks: AsyncIterator[bytes], tmp_dir: Path, max_bytes: int,
+                       too_large: Callable[[int], Exception]) -> tuple[Path, int]:
+    """Stream an image into a new file under ``tmp_dir``, refusing it past ``max_bytes``; the file
+    is fsynced (the job is durable once we answer 202) and removed on any error."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path = tmp_dir / f"upload-{uuid.uuid4().hex}"
     size = 0
     try:
         with open(path, "wb") as out:
-            while chunk := await part.read_chunk(_CHUNK):
+            async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
-                    raise _too_large(max_bytes)
+                    raise too_large(max_bytes)
                 out.write(chunk)
             out.flush()
-            await asyncio.to_thread(os.fsync, out.fileno())  # the job is durable once we answer 202
+            await asyncio.to_thread(os.fsync, out.fileno())
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return StoredUpload(path=path, filename=part.filename or "image", size=size)
+    return path, size
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -9,16 +9,11 @@ from pathlib import Path
 
 from pipelines.registry import UnknownName
 from server.bundles.catalog import BundleCatalog
-from server.bundles.download import DownloadError
-from server.bundles.installer import InstallError, Installer
-from server.bundles.local import UnsafeArchive
+from server.bundles.installer import INSTALL_FAILURES, Installer
 from server.bundles.maintenance import NotInstalled, remove_bundle, verify_bundle
 from server.bundles.progressbar import TerminalProgress, human_bytes
-from server.bundles.store import InstallInProgress
-from server.bundles.verify import ChecksumMismatch
 
-_FAILURES = (InstallError, ChecksumMismatch, DownloadError, UnsafeArchive, InstallInProgress, NotInstalled,
-             UnknownName, FileNotFoundError)
+_FAILURES = INSTALL_FAILURES + (NotInstalled, UnknownName, FileNotFoundError)
 
 
 def add_bundle_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -20,9 +20,10 @@ from typing import Any, Callable
 import aiohttp
 
 from server.bundles.catalog import BundleCatalog
-from server.bundles.download import DownloadPolicy, NetworkUnavailable, discard_partial, download
-from server.bundles.local import LocalSource
+from server.bundles.download import DownloadError, DownloadPolicy, NetworkUnavailable, discard_partial, download
+from server.bundles.local import LocalSource, UnsafeArchive
 from server.bundles.manifest import Manifest, ModelSpec, Source
+from server.bundles.store import InstallInProgress
 from server.bundles.verify import ChecksumMismatch, Digests, check_converted, check_download, digests
 
 log = logging.getLogger("restora.bundles")
@@ -32,6 +33,10 @@ class InstallError(RuntimeError):
     def __init__(self, message: str, code: str = "INSTALL_FAILED"):
         super().__init__(message)
         self.code = code
+
+
+# What an install can fail with, for callers that report it (CLI line, install job's error).
+INSTALL_FAILURES = (InstallError, ChecksumMismatch, DownloadError, UnsafeArchive, InstallInProgress)
 
 
 @dataclass(frozen=True)

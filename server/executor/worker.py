@@ -49,7 +49,6 @@ class Worker:
         self.config = config
         self.channel = channel
         self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.current_job: str | None = None
         # Cancels may arrive before the job starts; remember them by id.
         self.cancel_requests: set[str] = set()
         self.stopping = threading.Event()
@@ -90,7 +89,6 @@ class Worker:
 
     def _run(self, job: dict[str, Any]) -> None:
         job_id = job["job_id"]
-        self.current_job = job_id
         reporter = _ProgressReporter(self.channel, job_id)
         try:
             request = RunRequest.from_message(job)
@@ -112,7 +110,6 @@ class Worker:
             self.channel.send("failed", jobId=job_id, code="INTERNAL",
                               message="An internal error stopped this job; the server log has details.")
         finally:
-            self.current_job = None
             self.cancel_requests.discard(job_id)
 
 

@@ -10,23 +10,21 @@ from aiohttp import web
 
 from pipelines.registry import UnknownName
 from server.bundles.catalog import BundleCatalog
-from server.bundles.download import DownloadError
-from server.bundles.installer import InstallError, Installer, Progress
-from server.bundles.local import UnsafeArchive
+from server.bundles.installer import INSTALL_FAILURES, Installer, Progress
 from server.bundles.maintenance import NotInstalled, remove_bundle
 from server.bundles.manifest import Manifest
 from server.bundles.progressbar import Speedometer, describe
 from server.bundles.store import INSTALLING, InstallInProgress
-from server.bundles.verify import ChecksumMismatch
-from server.errors import Conflict, NotFound, ServiceUnavailable
+from server.errors import Conflict, NotFound
 from server.executor.base import EventKind, ExecutorEvent
 from server.jobs import Job
+from server.routes.tools import refuse_when_draining
 from server.manager import JobManager
-from server.state import BUNDLES, INSTALLS, LIFECYCLE, MANAGER
+from server.state import BUNDLES, INSTALLS, MANAGER
 
 log = logging.getLogger("restora.bundles")
 routes = web.RouteTableDef()
-_FAILURES = (InstallError, ChecksumMismatch, DownloadError, UnsafeArchive, InstallInProgress, OSError)
+_FAILURES = INSTALL_FAILURES + (OSError,)
 
 
 def _manifest(request: web.Request) -> Manifest:
@@ -49,8 +47,7 @@ async def get_bundle(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bundles/{name}/install")
 async def install_bundle(request: web.Request) -> web.Response:
     manifest = _manifest(request)
-    if request.app[LIFECYCLE].draining:
-        raise ServiceUnavailable("The server is shutting down.", code="SHUTTING_DOWN")
+    refuse_when_draining(request.app)
     installs: dict[str, asyncio.Task] = request.app[INSTALLS]
     if manifest.name in installs or request.app[BUNDLES].state(manifest.name).status == INSTALLING:
         raise Conflict(f"An install of {manifest.name} is already running.", code="INSTALL_RUNNING")
@@ -92,6 +89,11 @@ async def _run_install(catalog: BundleCatalog, manager: JobManager, manifest: Ma
         manager.apply(ExecutorEvent(EventKind.FAILED, job_id, {
             "code": "INTERRUPTED", "message": "The install was interrupted; run it again to resume."}))
         raise
+    except Exception:  # report, never swallow: else the job would stay "running" until a restart
+        log.exception("install of %s failed", manifest.name)
+        manager.apply(ExecutorEvent(EventKind.FAILED, job_id, {
+            "code": "INTERNAL", "message": "An internal error stopped this install; the server log has details."}))
+        return
     result = {"bundle": manifest.name, "version": record["version"], "models": sorted(record["models"]),
               "status": catalog.state(manifest.name).status}
     manager.apply(ExecutorEvent(EventKind.DONE, job_id, {"result": result}))

@@ -14,7 +14,7 @@ from aiohttp import web
 from server.compat import read_documented, read_file_bytes, result_url, start_job, wait_for_end
 from server.errors import ApiError, InvalidParams, PayloadTooLarge, UnsupportedMediaType
 from server.jobs import Job, JobStatus
-from server.routes.jobs import job_or_404
+from server.routes.jobs import content_type, job_or_404
 from server.routes.tools import inspect_upload
 from server.state import SETTINGS
 
@@ -66,7 +66,7 @@ async def create_task(request: web.Request) -> web.StreamResponse:
     job = await wait_for_end(request.app, job.id, request.app[SETTINGS].sync_timeout_s)
     if return_type == "3" and job.status == JobStatus.COMPLETE:
         path = job.result["downloadUrl"]
-        return web.Response(body=await read_file_bytes(request, job, path), content_type=_content_type(path))
+        return web.Response(body=await read_file_bytes(request, job, path), content_type=content_type(path))
     return web.json_response({"status": 200, "message": "success", "data": await _data(request, job)})
 
 
@@ -104,9 +104,3 @@ async def _image(request: web.Request, job: Job) -> str:
     if job.meta.get("returnType") == 2:
         return base64.b64encode(await read_file_bytes(request, job, path)).decode()
     return result_url(request, path, URL_TTL_S)
-
-
-def _content_type(path: str) -> str:
-    ext = path.rsplit(".", 1)[-1]
-    return {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tif": "image/tiff",
-            "avif": "image/avif"}.get(ext, "application/octet-stream")

@@ -20,6 +20,10 @@ _CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def content_type(filename: str) -> str:
+    return _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
+
+
 def job_or_404(request: web.Request) -> Job:
     job_id = request.match_info["id"]
     job = request.app[MANAGER].get(job_id) if _JOB_ID.match(job_id) else None
@@ -114,6 +118,5 @@ async def download(request: web.Request) -> web.FileResponse:
     path = request.app[MANAGER].job_dir(job.id) / filename
     if not path.is_file():
         raise Gone("This result's files were removed.", code="RESULT_EXPIRED")
-    content_type = _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Disposition": f'inline; filename="{filename}"',
-                                           "Content-Type": content_type, "Cache-Control": "private, max-age=3600"})
+                                           "Content-Type": content_type(filename), "Cache-Control": "private, max-age=3600"})

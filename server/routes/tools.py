@@ -1,7 +1,6 @@
 """``/api/v1/tools``: list tools, and submit a job to one (202 with a job id)."""
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from typing import Any
@@ -21,7 +20,7 @@ from server.jobs import Job
 from server.planning import resolve_plan
 from server.fetch import FetchPolicy, fetch_image
 from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS, STEPS, TOOLS
-from server.uploads import StoredUpload, Submission, read_submission, safe_stem
+from server.uploads import FILE_FIELDS, StoredUpload, Submission, read_submission, safe_stem
 
 routes = web.RouteTableDef()
 URL_FIELDS = ("image_url", "imageUrl")
@@ -35,13 +34,10 @@ async def list_tools(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/tools/{tool}")
 async def submit(request: web.Request) -> web.Response:
+    refuse_when_draining(request.app)
     tool = _lookup_tool(request)
-    check_rate(request, request.app[LIMITS]["submit"])
-    check_capacity(request)
-    settings = request.app[SETTINGS]
-    submission = await read_submission(request, settings.data_dir / "tmp", settings.max_upload_bytes)
+    submission = await read_source(request)
     try:
-        await attach_url_source(request.app, submission)
         job = await create_job(request.app, tool, submission)
     finally:
         submission.discard()  # moved into the job folder on success; removed on any error
@@ -76,10 +72,30 @@ async def create_job(app: web.Application, tool: Tool, submission: Submission,
     return app[MANAGER].create(job)
 
 
-def _lookup_tool(request: web.Request) -> Tool:
-    if request.app[LIFECYCLE].draining:
+def refuse_when_draining(app: web.Application) -> None:
+    if app[LIFECYCLE].draining:
         raise ServiceUnavailable("The server is shutting down; try again shortly.", code="SHUTTING_DOWN",
                                  headers={"Retry-After": "10"})
+
+
+async def read_source(request: web.Request, file_fields: tuple[str, ...] = FILE_FIELDS,
+                      max_bytes: int | None = None) -> Submission:
+    """Rate and queue checks, then the fields and the one image (uploaded, or fetched from a URL),
+    at most ``max_bytes`` (never over the server's upload limit). The file is removed on error."""
+    check_rate(request, request.app[LIMITS]["submit"])
+    check_capacity(request)
+    settings = request.app[SETTINGS]
+    limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
+    submission = await read_submission(request, settings.data_dir / "tmp", limit, file_fields)
+    try:
+        await attach_url_source(request.app, submission, limit)
+    except BaseException:
+        submission.discard()
+        raise
+    return submission
+
+
+def _lookup_tool(request: web.Request) -> Tool:
     try:
         return request.app[TOOLS].get(request.match_info["tool"])
     except UnknownName as exc:
