@@ -116,6 +116,7 @@ def test_upload_progress_result_download_and_cancel(browser, server, tmp_path):
     assert len({s for s in stages if s not in ("Waiting…", "Done")}) >= 2, stages
     wait(browser, lambda d: d.find_element("id", "after").get_property("naturalWidth") > 0)
     shot(browser, "03-result", "result")
+    assert browser.find_element("id", "before").get_attribute("src").startswith("blob:")  # the chosen file
     numbers = text(browser, "numbers")
     assert "900 × 700 px" in numbers and "Steps run" in numbers and "Timings" in numbers
     clip = browser.find_element("id", "before-clip")
@@ -135,6 +136,9 @@ def test_upload_progress_result_download_and_cancel(browser, server, tmp_path):
     shot(browser, "04-cancelled", "job")
     recent = text(browser, "recent")
     assert "big.png" in recent and "cancelled" in recent and "family.png" in recent and "complete" in recent
+    # Reopening family.png's job compares against its own preview, not the file chosen since.
+    browser.find_element("partial link text", "family.png").click()
+    wait(browser, lambda d: "/api/v1/download/" in d.find_element("id", "before").get_attribute("src"))
 
 
 def test_missing_bundle_offers_install(browser, server, tmp_path):

@@ -7,7 +7,7 @@ import { readSettings, renderOptions } from "./form.js";
 import { follow, recentJobs, refreshStates, remember, stageText } from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { tools: new Map(), file: null, fileUrl: null, jobId: null, source: null };
+const state = { tools: new Map(), file: null, fileUrl: null, fileJobId: null, jobId: null, source: null };
 
 async function init() {
   setupTabs();
@@ -55,6 +55,7 @@ function chooseFile(file) {
   state.file = file;
   if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
   state.fileUrl = URL.createObjectURL(file);
+  state.fileJobId = null; // the old picture is gone: earlier jobs compare against their preview
   const thumb = $("thumb");
   thumb.hidden = false;
   thumb.alt = `Thumbnail of ${file.name}`;
@@ -82,6 +83,7 @@ async function submit(event) {
   $("submit").disabled = true;
   try {
     const { jobId } = await api(`/api/v1/tools/${tool.name}`, { method: "POST", body });
+    state.fileJobId = jobId;
     remember({ jobId, tool: tool.name, name: state.file.name, createdAt: Date.now(), state: "queued" });
     renderRecent(recentJobs());
     watch(jobId);
@@ -127,7 +129,9 @@ async function cancel() {
 function showResult(result) {
   $("result").hidden = false;
   $("result").scrollIntoView({ block: "start" });
-  showComparison($("compare"), state.fileUrl || withKey(result.previewUrl), withKey(result.previewUrl));
+  // "Before" is the file chosen here only for the job made from it (not for a reopened one).
+  const before = result.jobId === state.fileJobId ? state.fileUrl : withKey(result.previewUrl);
+  showComparison($("compare"), before, withKey(result.previewUrl));
   const rows = [
     ["Size", `${result.width} × ${result.height} px, ${megabytes(result.processedSize)} (was ${megabytes(result.originalSize)})`],
     ["Steps run", result.steps.join(", ") || "none"],

@@ -8,7 +8,7 @@ export function showComparison(root, beforeUrl, afterUrl) {
   after.src = afterUrl;
   const fit = () => { before.style.width = `${after.clientWidth}px`; before.style.height = `${after.clientHeight}px`; };
   after.onload = fit;
-  window.addEventListener("resize", fit);
+  window.onresize = fit; // one listener, for the comparison shown now
   const move = () => { clip.style.width = `${slider.value}%`; };
   slider.oninput = move;
   move();
