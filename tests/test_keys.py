@@ -77,3 +77,4 @@ def test_sliding_window_recovers():
     assert window.hit("a") == 60 and window.hit("b") is None
     now[0] = 61
     assert window.hit("a") is None
+    assert window.tracked() == 1  # "b" has been idle for a whole window: forgotten
