@@ -90,5 +90,5 @@ def _nms(dets, scores, iou_threshold: float):
         height = (torch.minimum(y2[best], y2[rest]) - torch.maximum(y1[best], y1[rest])).clamp(min=0)
         inter = width * height
         iou = inter / (areas[best] + areas[rest] - inter)
-        order = rest[iou <= iou_threshold]
+        order = rest[~(iou > iou_threshold)]  # as torchvision: a NaN IoU (zero areas) suppresses nothing
     return torch.stack(keep)

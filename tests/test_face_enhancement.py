@@ -307,6 +307,16 @@ def test_bf16_check_compares_against_fp32():
     assert 35 < gfpgan.bf16_agreement_db(Tiny().eval(), face) < math.inf
 
 
+def test_nms_keeps_boxes_whose_iou_is_nan():
+    """torchvision suppresses only when IoU > threshold: two zero-area boxes (IoU 0/0) both stay."""
+    import torch
+
+    from pipelines.torchvision_compat import _nms
+
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0]])
+    assert _nms(boxes, torch.tensor([0.5, 0.9]), 0.4).tolist() == [1, 0]
+
+
 def test_step_module_stays_light():
     import subprocess
     import sys
