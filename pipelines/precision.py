@@ -8,7 +8,8 @@
 * Other CPUs: fp32 with channels_last, which oneDNN runs faster than the default NCHW layout
   (RRDBNet 256² window: 16 s vs 30-44 s in STACK.md; 1.2-1.4x faster in bench/upscale_speed.py).
 
-Decisions are cached per (model key, device) for the life of the worker process.
+Decisions are cached per (model key, device) for the life of the worker process. GFPGAN and
+DDColor take the same decision (:func:`decide_precision`) with their own agreement measure.
 """
 from __future__ import annotations
 
@@ -65,24 +66,40 @@ FP32_CPU = Precision("fp32", "cpu", channels_last=True)
 
 def choose_precision(model_key: str, model: "torch.nn.Module", device: str) -> Precision:
     """The precision to run ``model`` in on ``device``; calibrates once per (model key, device)."""
+    return remembered(_decisions, (model_key, device), lambda: _decide(model, device), f"{model_key} on {device}")
+
+
+def remembered(cache: dict, key: object, decide: Callable[[], Precision], label: str) -> Precision:
+    """``cache[key]``, decided (and logged) on first use; one lock, so a calibration runs once."""
     with _decisions_lock:
-        key = (model_key, device)
-        if key not in _decisions:
-            _decisions[key] = _decide(model, device)
-            log.info("precision for %s on %s: %s", model_key, device, _decisions[key])
-        return _decisions[key]
+        if key not in cache:
+            cache[key] = decide()
+            log.info("precision for %s: %s", label, cache[key])
+        return cache[key]
 
 
 def _decide(model: "torch.nn.Module", device: str) -> Precision:
+    return decide_precision(device, lambda: bf16_agreement_db(model, calibration_image(CALIBRATION_SIDE)),
+                            channels_last=True, bf16_allowed=cpu_has_bf16_units, name="Real-ESRGAN")
+
+
+def decide_precision(device: str, agreement_db: Callable[[], float], *, channels_last: bool,
+                     bf16_allowed: Callable[[], bool], name: str) -> Precision:
+    """fp16 on CUDA; on CPU bf16 where ``bf16_allowed()`` and its measured ``agreement_db()`` with
+    fp32 reaches BF16_MIN_PSNR_DB, else fp32. Callables, so nothing is measured that is not needed."""
     if device.startswith("cuda"):
         return FP16_CUDA
-    if not cpu_has_bf16_units():
-        return FP32_CPU
-    psnr_db = bf16_agreement_db(model, calibration_image(CALIBRATION_SIDE))
+    if not bf16_allowed():
+        return Precision("fp32", "cpu", channels_last=channels_last)
+    return precision_for_agreement(agreement_db(), channels_last=channels_last, name=name)
+
+
+def precision_for_agreement(psnr_db: float, *, channels_last: bool, name: str) -> Precision:
+    """bf16 when its output matched fp32 closely enough on the calibration image, else fp32."""
     if psnr_db >= BF16_MIN_PSNR_DB:
-        return Precision("bf16", "cpu", channels_last=True, calibration_psnr_db=psnr_db)
-    log.warning("bf16 output differs from fp32 (%.1f dB < %.1f dB): using fp32", psnr_db, BF16_MIN_PSNR_DB)
-    return Precision("fp32", "cpu", channels_last=True, calibration_psnr_db=psnr_db)
+        return Precision("bf16", "cpu", channels_last=channels_last, calibration_psnr_db=psnr_db)
+    log.warning("%s bf16 output differs from fp32 (%.1f dB < %.1f dB): using fp32", name, psnr_db, BF16_MIN_PSNR_DB)
+    return Precision("fp32", "cpu", channels_last=channels_last, calibration_psnr_db=psnr_db)
 
 
 def cpu_has_bf16_units() -> bool:

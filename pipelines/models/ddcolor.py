@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from pipelines.precision import FP16_CUDA, FP32_CPU, Precision, cpu_has_bf16_units, psnr
+from pipelines.precision import BF16_MIN_PSNR_DB, Precision, cpu_has_bf16_units, decide_precision, psnr
 
 if TYPE_CHECKING:
     import torch
@@ -39,9 +39,8 @@ KNOWN_ENCODERS = ("convnext-t", "convnext", "convnext-s", "convnext-b", "convnex
 # weights (55-61 dB), not the official ones. Set True to let each load's calibration decide.
 BF16_ON_CPU = False
 # bf16 is kept only if, on the calibration card, the RGB result (card lightness + predicted ab)
-# matches fp32 within this PSNR: the same bar as pipelines.precision uses for Real-ESRGAN
-# (an RMS error of 1.4 levels of 255).
-BF16_MIN_PSNR_DB = 45.0
+# matches fp32 within BF16_MIN_PSNR_DB: the same bar as pipelines.precision uses for Real-ESRGAN
+# (imported from there, and readable here as ddcolor.BF16_MIN_PSNR_DB).
 # The calibration card's side: DDColor was trained at 256x256 (modelscope's colorization dataset),
 # and a 256 pass costs a quarter of a 512 one, paid twice (fp32, bf16) on every worker's first load.
 CALIBRATION_SIDE = 256
@@ -57,10 +56,6 @@ class DDColorColorizer:
     # DDColor's decoder reads the encoder's features from hooks stored on the model, so two
     # forward passes at once on one model would mix their features: one at a time.
     _forward_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @property
-    def device(self) -> "torch.device":
-        return next(self.model.parameters()).device
 
     def predict_ab(self, grey_rgb: np.ndarray) -> np.ndarray:
         """Lab (a, b) float32 HxWx2 for a float32 HxWx3 grey RGB image in [0, 1] (the model input)."""
@@ -128,23 +123,18 @@ def choose_precision(model: "torch.nn.Module", device: str) -> Precision:
     """fp16 on CUDA; fp32 on CPU, or where enabled bf16 if measured to match fp32 on these weights."""
     import torch
 
-    if device.startswith("cuda"):
-        return FP16_CUDA
-    # oneDNN prefers channels_last: a 512x512 fp32 forward took 3-10 s in it, 9-57 s in NCHW (wall
-    # seconds on a shared 2-core machine, ConvNeXt-T).
-    model.to(memory_format=torch.channels_last)
-    if not (BF16_ON_CPU and cpu_has_bf16_units()):
-        return FP32_CPU
-    agreement_db = bf16_agreement_db(model)
-    if agreement_db >= BF16_MIN_PSNR_DB:
-        return Precision("bf16", "cpu", channels_last=True, calibration_psnr_db=agreement_db)
-    log.info("DDColor bf16 differs from fp32 (%.1f dB < %.1f dB): using fp32", agreement_db, BF16_MIN_PSNR_DB)
-    return Precision("fp32", "cpu", channels_last=True, calibration_psnr_db=agreement_db)
+    if not device.startswith("cuda"):
+        # oneDNN prefers channels_last: a 512x512 fp32 forward took 3-10 s in it, 9-57 s in NCHW
+        # (wall seconds on a shared 2-core machine, ConvNeXt-T).
+        model.to(memory_format=torch.channels_last)
+    # Not cached: once per load. The names are read here at call time, so tests can patch them.
+    return decide_precision(device, lambda: bf16_agreement_db(model), channels_last=True,
+                            bf16_allowed=lambda: BF16_ON_CPU and cpu_has_bf16_units(), name="DDColor")
 
 
-def bf16_agreement_db(model: "torch.nn.Module", grey_card: np.ndarray | None = None) -> float:
-    """PSNR of the bf16 colour result against the fp32 one, both on the card's own lightness."""
-    card = grey_calibration_card() if grey_card is None else grey_card
+def bf16_agreement_db(model: "torch.nn.Module") -> float:
+    """PSNR of the bf16 colour result against the fp32 one, both on the grey card's own lightness."""
+    card = grey_calibration_card()
     lightness = lightness_of(card)
     results = [lab_to_rgb(lightness, predict_ab(model, card, Precision(name, "cpu", channels_last=True)))
                for name in ("fp32", "bf16")]

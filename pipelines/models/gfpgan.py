@@ -19,20 +19,16 @@ ParseNet always runs fp32 (unmeasured in bf16).
 """
 from __future__ import annotations
 
-import logging
-import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipelines.precision import BF16_MIN_PSNR_DB, FP16_CUDA, Precision, cpu_has_bf16_units, psnr
+from pipelines import precision as _shared
+from pipelines.precision import Precision, cpu_has_bf16_units, psnr
 
 if TYPE_CHECKING:
     import torch
-
-log = logging.getLogger("restora.gfpgan")
 
 FACE_SIZE = 512
 GFPGAN_V14_ARGS = dict(out_size=FACE_SIZE, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
@@ -43,8 +39,7 @@ GFPGAN_V14_ARGS = dict(out_size=FACE_SIZE, num_style_feat=512, channel_multiplie
 FP32_CPU = Precision("fp32", "cpu", channels_last=False)
 BF16_CPU = Precision("bf16", "cpu", channels_last=False)
 
-_decisions: dict[str, Precision] = {}
-_decisions_lock = threading.Lock()
+_decisions: dict[str, Precision] = {}  # per device; tests and bench/face_speed.py preset "cpu"
 
 
 def build_gfpgan(on_meta: bool = False) -> "torch.nn.Module":
@@ -108,27 +103,18 @@ def restore_face(model: "torch.nn.Module", face: np.ndarray, precision: Precisio
 
 def gfpgan_precision(model: "torch.nn.Module", device: str) -> Precision:
     """The precision to run GFPGAN in on ``device``: decided once per device (see module notes)."""
-    with _decisions_lock:
-        if device not in _decisions:
-            _decisions[device] = _decide(model, device)
-            log.info("GFPGAN precision on %s: %s", device, _decisions[device])
-        return _decisions[device]
+    return _shared.remembered(_decisions, device, lambda: _decide(model, device), f"GFPGAN on {device}")
 
 
 def _decide(model: "torch.nn.Module", device: str) -> Precision:
-    if device.startswith("cuda"):
-        return FP16_CUDA
-    if not cpu_has_bf16_units():
-        return FP32_CPU
-    return precision_for_agreement(bf16_agreement_db(model, calibration_face()))
+    # cpu_has_bf16_units is read from this module at call time, so tests can patch it here.
+    return _shared.decide_precision(device, lambda: bf16_agreement_db(model, calibration_face()),
+                                    channels_last=False, bf16_allowed=cpu_has_bf16_units, name="GFPGAN")
 
 
 def precision_for_agreement(psnr_db: float) -> Precision:
     """bf16 when its output matched fp32 closely enough on the calibration face, else fp32."""
-    if psnr_db >= BF16_MIN_PSNR_DB:
-        return replace(BF16_CPU, calibration_psnr_db=psnr_db)
-    log.warning("GFPGAN bf16 differs from fp32 (%.1f dB < %.1f dB): using fp32", psnr_db, BF16_MIN_PSNR_DB)
-    return replace(FP32_CPU, calibration_psnr_db=psnr_db)
+    return _shared.precision_for_agreement(psnr_db, channels_last=False, name="GFPGAN")
 
 
 def bf16_agreement_db(model: "torch.nn.Module", face: np.ndarray) -> float:
