@@ -63,6 +63,12 @@ class Picture:
         return replace(self, rgb=rgb)
 
 
+def scaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """(width, height) times ``factor``, rounded, at least 1 px: the one rounding that a tool's
+    promised output size and the step producing it must share."""
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
 class ModelProvider(Protocol):
     """Gives steps loaded models by id; loads each once per worker and keeps it warm."""
 

@@ -39,14 +39,6 @@ def face_boxes(rgb: np.ndarray, ctx: StepContext, retina: RetinaDetector | None 
     return [_widen(box, factor, width, height) for box in boxes]
 
 
-def protect_mask(shape: tuple[int, int], boxes: list[Box]) -> np.ndarray:
-    """A boolean mask that is True inside any box."""
-    mask = np.zeros(shape, dtype=bool)
-    for x0, y0, x1, y1 in boxes:
-        mask[y0:y1, x0:x1] = True
-    return mask
-
-
 def _haar(rgb: np.ndarray) -> list[Box]:
     gray = cv2.cvtColor((np.clip(rgb, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
     gray = cv2.equalizeHist(gray)  # old prints are often low-contrast

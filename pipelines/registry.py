@@ -44,6 +44,3 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
-
-    def names(self) -> list[str]:
-        return list(self._items)

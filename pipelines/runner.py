@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -97,9 +97,8 @@ def _run_steps(picture: Picture, plan: list[Mapping[str, Any]], steps: Registry[
         base.check_cancelled()
         start = _DECODE_END + (_STEPS_END - _DECODE_END) * done / total
         span = (_STEPS_END - _DECODE_END) * step.weight / total
-        ctx = StepContext(report=lambda f, stage, s=start, w=span: base.report(s + f * w, stage),
-                          is_cancelled=base.is_cancelled, device=base.device, models=base.models,
-                          threads=base.threads)
+        # The job's context with progress mapped into this step's share of the bar.
+        ctx = replace(base, report=lambda f, stage, s=start, w=span: base.report(s + f * w, stage))
         ctx.progress(0.0, step.stage)
         outcome = run.timed(step.name, lambda: step.run(picture, params, ctx))
         run.record(step, outcome)

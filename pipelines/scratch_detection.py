@@ -10,10 +10,11 @@ bright lines, min-pooled for dark ones, so one-pixel lines survive). A pixel is 
 3. the line continues, straight and mostly unbroken, over half the photo's short side with no
    parallel twin nearby (ruled lines, lattices, brick joints and wood grain come in families).
 
-Test 3 is global, so the photo is read twice in bands: pass one pools the local evidence into a
-small whole-photo map and finds the long lines there; pass two recomputes the evidence band by
-band, keeps what lies on a long line. Bands overlap by more than any filter reaches, so the mask equals
-whole-image processing. The repair itself is in :mod:`pipelines.steps.scratch_removal`.
+Test 3 is global, so the work runs in two passes over bands: pass one computes the local
+evidence band by band, keeps it, pools it into a small whole-photo map and finds the long lines
+there; pass two keeps, band by band, the evidence that lies on a long line. Bands overlap by more
+than any filter reaches, so the evidence, and the mask, equal whole-image processing. The repair
+itself is in :mod:`pipelines.steps.scratch_removal`.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from pipelines.analysis import estimate_noise_sigma
 from pipelines.base import StepContext
+from pipelines.imaging.pixels import from_unit_float
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 Rows = tuple[int, int]  # [start, stop)
@@ -125,6 +127,7 @@ class BandMask:
     rows: Rows  # full-resolution rows covered by `mask`: the band plus context
     owned: slice  # the rows of `mask` that belong to the band itself
     mask: np.ndarray  # bool
+    factor: int  # full-resolution pixels per detection pixel, for the repair's reach
 
 
 def band_masks(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext, stage: str,
@@ -134,12 +137,12 @@ def band_masks(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: S
     sigma = estimate_noise_sigma(rgb)
     detection = _Detection(geometry, int(round(max(MIN_CONTRAST, NOISE_CONTRAST * sigma))),
                            GRAIN_H_PER_SIGMA * sigma if sigma >= GRAIN_SIGMA else 0.0)
-    lines = _long_line_map(rgb, detection, ctx, stage)
+    evidence, lines = _evidence_and_long_lines(rgb, detection, ctx, stage)
     boxes = _protect_boxes(protect_boxes)
     bands = geometry.bands()
     for index, band in enumerate(bands):
         ctx.check_cancelled()
-        yield _repair_mask(rgb, detection, lines, band, boxes)
+        yield _repair_mask(detection, evidence, lines, band, boxes)
         ctx.progress(0.3 + 0.7 * (index + 1) / len(bands), stage)
 
 
@@ -150,39 +153,45 @@ class _Detection:
     grain_h: float  # NL-means strength for the detection copy; 0 on clean photos
 
 
-def _long_line_map(rgb: np.ndarray, detection: _Detection, ctx: StepContext, stage: str) -> LineMaps:
-    """First pass: pooled local evidence per polarity, reduced to the long isolated lines on it."""
+def _evidence_and_long_lines(
+    rgb: np.ndarray, detection: _Detection, ctx: StepContext, stage: str
+) -> tuple[LineMaps, LineMaps]:
+    """First pass: the whole photo's local evidence per polarity (kept, at detection resolution,
+    so pass two slices it instead of recomputing it), and the long isolated lines on its pooled map."""
     geometry = detection.geometry
+    parts: list[list[np.ndarray]] = [[], []]
     pooled: list[list[np.ndarray]] = [[], []]
     bands = geometry.bands()
     for index, band in enumerate(bands):
         ctx.check_cancelled()
         for polarity, evidence in enumerate(_band_evidence(rgb, detection, band)):
+            parts[polarity].append(evidence)
             pooled[polarity].append(_pool(evidence, geometry.coarse_factor, cv2.dilate))
         ctx.progress(0.3 * (index + 1) / len(bands), stage)
-    coarse = np.dstack([np.vstack(parts) for parts in pooled])
+    bright, dark = (np.vstack(polarity) for polarity in parts)
+    coarse = np.dstack([np.vstack(polarity) for polarity in pooled])
     shortest = MIN_LONG_RUN / geometry.coarse_factor
     length = int(round(max(LONG_FRACTION * min(coarse.shape[:2]), shortest))) | 1
     lines = _long_lines(coarse, length)
-    return lines[..., 0], lines[..., 1]
+    return (bright, dark), (lines[..., 0], lines[..., 1])
 
 
 def _repair_mask(
-    rgb: np.ndarray, detection: _Detection, lines: LineMaps, band: Rows, boxes: Sequence[Box]
+    detection: _Detection, evidence: LineMaps, lines: LineMaps, band: Rows, boxes: Sequence[Box]
 ) -> BandMask:
     """Second pass: the full-resolution mask of a band plus INPAINT_REACH rows either side."""
     geometry = detection.geometry
     start, stop = max(0, band[0] - INPAINT_REACH), min(geometry.detect_height, band[1] + INPAINT_REACH)
-    evidence = _band_evidence(rgb, detection, (start, stop))
-    on_lines = np.zeros_like(evidence[0])
+    on_lines = np.zeros_like(evidence[0][start:stop])
     for polarity_evidence, polarity_lines in zip(evidence, lines):
-        on_lines |= polarity_evidence & _coarse_rows(polarity_lines, geometry, start, stop)
+        on_lines |= polarity_evidence[start:stop] & _coarse_rows(polarity_lines, geometry, start, stop)
     rows = (start * geometry.factor, min(geometry.height, stop * geometry.factor))
     mask = _upsample(cv2.dilate(on_lines, SQUARE3), geometry.factor)[: rows[1] - rows[0], : geometry.width]
     for x0, y0, x1, y1 in boxes:
         mask[max(0, y0 - rows[0]):max(0, y1 - rows[0]), x0:x1] = 0
     owned_stop = min(geometry.height, band[1] * geometry.factor) - rows[0]
-    return BandMask(rows, slice(band[0] * geometry.factor - rows[0], owned_stop), mask.astype(bool))
+    owned = slice(band[0] * geometry.factor - rows[0], owned_stop)
+    return BandMask(rows, owned, mask.astype(bool), geometry.factor)
 
 
 def _band_evidence(rgb: np.ndarray, detection: _Detection, band: Rows) -> LineMaps:
@@ -190,7 +199,7 @@ def _band_evidence(rgb: np.ndarray, detection: _Detection, band: Rows) -> LineMa
     geometry = detection.geometry
     start, stop = max(0, band[0] - EVIDENCE_REACH), min(geometry.detect_height, band[1] + EVIDENCE_REACH)
     luma = rgb[start * geometry.factor:stop * geometry.factor] @ LUMA
-    luma = np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    luma = from_unit_float(luma, np.uint8)
     element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (TOPHAT_SIZE, TOPHAT_SIZE))
     bright, dark = (_ungrained(_pool(luma, geometry.factor, pool), detection.grain_h) for pool in (cv2.dilate, cv2.erode))
     responses = (cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, element),

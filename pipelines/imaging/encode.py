@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.base import Picture
-from pipelines.imaging.pixels import exif_from_bytes
+from pipelines.imaging.pixels import exif_from_bytes, from_unit_float
 
 WRITABLE = ("jpeg", "png", "webp", "avif", "tiff")
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "tiff": "tif"}
@@ -72,15 +72,15 @@ def to_pil(picture: Picture, *, keep_alpha: bool = True) -> Image.Image:
         # JPEG has no alpha: composite onto white rather than exposing whatever RGB hides under it.
         alpha = picture.alpha[..., None]
         rgb = rgb * alpha + (1.0 - alpha)
-    rgb8 = _quantize(rgb, 255, np.uint8)
+    rgb8 = from_unit_float(rgb, np.uint8)
     if keep_alpha and picture.alpha is not None:
-        return Image.fromarray(np.dstack([rgb8, _quantize(picture.alpha, 255, np.uint8)]), "RGBA")
+        return Image.fromarray(np.dstack([rgb8, from_unit_float(picture.alpha, np.uint8)]), "RGBA")
     return Image.fromarray(rgb8, "RGB")
 
 
 def _write_16bit(picture: Picture, path: Path, output_format: str) -> None:
     channels = [picture.rgb] if picture.alpha is None else [picture.rgb, picture.alpha[..., None]]
-    data = _quantize(np.concatenate(channels, axis=2), 65535, np.uint16)
+    data = from_unit_float(np.concatenate(channels, axis=2), np.uint16)
     if output_format == "tiff":
         _write_tiff16(picture, data, path)
         return
@@ -125,7 +125,3 @@ def png_with_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None)
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _quantize(arr: np.ndarray, top: int, dtype: type) -> np.ndarray:
-    return (np.clip(arr, 0.0, 1.0) * top + 0.5).astype(dtype)

@@ -16,7 +16,7 @@ from PIL import Image
 from pipelines.imaging import headers
 from pipelines.imaging.errors import Undecodable
 from pipelines.imaging.pixels import (Decoded, arrays_from_pil, carried_exif, carried_icc, check_size,
-                                      exif_from_bytes, exif_orientation, split_channels)
+                                      exif_from_bytes, exif_orientation, from_unit_float, split_channels)
 from pipelines.imaging.tonemap import tone_map
 
 
@@ -95,7 +95,7 @@ def decode_exr(path: Path, fmt: str, max_pixels: int | None) -> Decoded:
     with open(path, "rb") as fh:
         check_size(*headers.exr_size(fh), max_pixels)
     linear, alpha = _exr_planes(_read_exr_channels(path))  # the raw planes are freed on return
-    alpha16 = None if alpha is None else (np.clip(alpha, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+    alpha16 = None if alpha is None else from_unit_float(alpha, np.uint16)
     return Decoded(rgb=tone_map(linear), alpha=alpha16, info={"format": fmt})
 
 

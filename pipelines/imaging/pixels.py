@@ -58,6 +58,15 @@ def to_unit_float(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def from_unit_float(values: np.ndarray, dtype: type) -> np.ndarray:
+    """The inverse of to_unit_float: integers of ``dtype``, rounded half up, out-of-range clipped.
+
+    Clipping before scaling gives the same integers as clipping after (0 and the maximum either
+    way); every quantiser in the pipeline shares this one so their roundings cannot drift apart.
+    """
+    return (np.clip(values, 0.0, 1.0) * np.iinfo(dtype).max + 0.5).astype(dtype)
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Turn stored pixels (HxW or HxWxC) into display orientation, as EXIF tag 274 asks."""
     if orientation == 2:
@@ -113,7 +122,7 @@ def split_channels(pixels: np.ndarray, *, bgr: bool = False) -> tuple[np.ndarray
 
 def _grey16(img: Image.Image) -> np.ndarray:
     if img.mode == "F":  # float samples are meant as 0..1
-        return (np.clip(np.asarray(img), 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+        return from_unit_float(np.asarray(img), np.uint16)
     return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import cv2
 import numpy as np
 
+from pipelines.base import scaled_size
+
 if TYPE_CHECKING:
     import torch
 
@@ -148,7 +150,7 @@ def shrink_to(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if long_side <= max_side:
         return rgb, 1.0
     factor = max_side / long_side
-    size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
+    size = scaled_size(rgb.shape[1], rgb.shape[0], factor)
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipelines.analysis import estimate_noise_sigma
 from pipelines.base import Picture, Step, StepContext, StepOutcome
+from pipelines.imaging.pixels import from_unit_float
 
 STAGE = "Reducing noise..."
 DEFAULT_STRENGTH = 25.0
@@ -96,7 +97,7 @@ def _filter_block(
     scale = 255.0 if bit_depth == 8 else 65535.0
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     channels = block[..., :1] if single_channel else block
-    quantized = np.ascontiguousarray(np.clip(channels * scale + 0.5, 0, scale).astype(dtype))
+    quantized = np.ascontiguousarray(from_unit_float(channels, dtype))
     h = float(filter_strength * (SINGLE_CHANNEL_SCALE if single_channel else 1.0) * (scale / 255.0))
     filtered = cv2.fastNlMeansDenoising(quantized, [h], None, TEMPLATE_SIZE, SEARCH_SIZE, cv2.NORM_L1)
     filtered = filtered.reshape(channels.shape).astype(np.float32) / np.float32(scale)

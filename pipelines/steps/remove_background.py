@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.base import ModelUnavailable, Picture, PipelineError, Step, StepContext, StepOutcome
+from pipelines.base import ModelUnavailable, Picture, PipelineError, Step, StepContext, StepOutcome, scaled_size
+from pipelines.imaging.pixels import from_unit_float
 from pipelines.tools.remove_bg import MAX_INPUT_SIDE
 
 BUNDLE = "background-removal"
@@ -79,7 +80,7 @@ def limit_size(image: Picture, max_side: int) -> tuple[Picture, list[int] | None
         return image, None
     import cv2
 
-    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    size = scaled_size(image.width, image.height, factor)
     # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking.
     rgb = cv2.resize(image.rgb, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
     alpha = None
@@ -138,7 +139,7 @@ def _render(working: Picture, rgb: np.ndarray, alpha: np.ndarray, return_mask: b
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return from_unit_float(rgb, np.uint8)
 
 
 STEP = Step(name="remove_background", stage="Removing background...", run=run, bundle=BUNDLE, weight=2.0)

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 from pipelines.base import Picture, Step, StepContext, StepOutcome
-from pipelines.scratch_detection import DETECT_LONG_SIDE, BandMask, band_masks, scratch_mask
+from pipelines.imaging.pixels import from_unit_float
+from pipelines.scratch_detection import BandMask, band_masks, scratch_mask
 
 __all__ = ["STEP", "run", "scratch_mask"]
 STAGE = "Removing scratches..."
@@ -48,7 +49,7 @@ STEP = Step(name="scratch_removal", stage=STAGE, run=run, weight=2.0)
 
 def _inpaint_band(source: np.ndarray, target: np.ndarray, band: BandMask, bit_depth: int) -> None:
     """Inpaint the band's rows of `source`; write the masked pixels the band owns into `target`."""
-    radius = INPAINT_RADIUS * -(-max(source.shape[:2]) // DETECT_LONG_SIDE)
+    radius = INPAINT_RADIUS * band.factor  # the same reach, in detection pixels, at any size
     box = _bounding_box(band.mask, margin=radius + 2)  # Telea reads nothing farther than its radius
     filled = _telea(source[band.rows[0]:band.rows[1]][box], band.mask[box], radius, bit_depth)
     write = np.zeros_like(band.mask)
@@ -60,11 +61,11 @@ def _telea(block: np.ndarray, mask: np.ndarray, radius: int, bit_depth: int) -> 
     """Telea inpainting of float RGB: one 8-bit pass for 8-bit photos, else 16 bits per channel."""
     mask8 = mask.astype(np.uint8)
     if bit_depth == 8:
-        quantized = np.clip(block * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        quantized = from_unit_float(block, np.uint8)
         return cv2.inpaint(quantized, mask8, radius, cv2.INPAINT_TELEA) / np.float32(255.0)
     filled = np.empty_like(block)
     for channel in range(3):
-        plane = np.clip(block[..., channel] * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+        plane = from_unit_float(block[..., channel], np.uint16)
         filled[..., channel] = cv2.inpaint(plane, mask8, radius, cv2.INPAINT_TELEA) / np.float32(65535.0)
     return filled
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from pipelines.base import Picture, PipelineError, Step, StepContext, StepOutcome
+from pipelines.base import Picture, PipelineError, Step, StepContext, StepOutcome, scaled_size
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,8 @@ def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutc
     model_key, model = _network(request, ctx)
     work = _Work(model_key, model, image.rgb, NATIVE_SCALE[request.model], INPUT_MULTIPLE.get(request.model, 1))
     enhanced, report = _enhance_with_fallback(work, request.tile, ctx)
-    size = (max(1, round(image.height * request.outscale)), max(1, round(image.width * request.outscale)))
+    width, height = scaled_size(image.width, image.height, request.outscale)
+    size = (height, width)  # _resize takes (height, width)
     rgb = _resize(enhanced, size)
     if request.keep_monochrome:
         rgb = _keep_monochrome(image.rgb, rgb)
@@ -106,6 +107,8 @@ def _network(request: UpscaleRequest, ctx: StepContext) -> tuple[str, "torch.nn.
         raise PipelineError("upscale needs a model provider", code="NO_MODEL_PROVIDER")
     if request.model != GENERAL or request.denoise_strength == 100:
         return request.model, ctx.models.get(request.model)
+    if request.denoise_strength == 0:  # the blend would be 0 x general + 1 x wdn: the wdn twin itself
+        return GENERAL_WDN, ctx.models.get(GENERAL_WDN)
     general, wdn = ctx.models.get(GENERAL), ctx.models.get(GENERAL_WDN)
     strength = request.denoise_strength / 100
     return f"{GENERAL}@dni{strength:g}", blended_network(general, wdn, strength)

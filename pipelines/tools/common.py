@@ -1,11 +1,9 @@
 """Parameters every tool shares: the output format and its quality."""
 from __future__ import annotations
 
-from typing import Any
+from pipelines.imaging.encode import WRITABLE as OUTPUT_FORMATS
+from pipelines.params import Param
 
-from pipelines.params import Param, ValidParams
-
-OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "tiff")
 # The photo-restoration bundle's models the face step loads (GFPGAN only when a face is found).
 FACE_MODELS = ("gfpgan-v1.4", "retinaface-resnet50", "parsenet")
 COLOR_MODELS = ("ddcolor-config", "ddcolor-weights")  # one model directory: config + weights
@@ -17,8 +15,3 @@ OUTPUT_PARAMS = (
     Param("quality", "integer", None, "Quality for lossy output formats (default 95 for JPEG/WebP, 80 for AVIF).",
           1, 100),
 )
-
-
-def output_options(params: ValidParams) -> dict[str, Any]:
-    return {name: params.values[name] for name in ("outputFormat", "quality")
-            if params.values.get(name) is not None}

@@ -1,6 +1,7 @@
 """upscale: Real-ESRGAN super-resolution by 2, 4 or any factor up to 4."""
 from __future__ import annotations
 
+from pipelines.base import scaled_size
 from pipelines.params import Param, ParamError, ValidParams
 from pipelines.tools import InputInfo, StepCall, Tool
 from pipelines.tools.common import OUTPUT_PARAMS
@@ -33,7 +34,7 @@ def outscale(params: ValidParams) -> float:
 
 
 def scaled(info: InputInfo, factor: float) -> tuple[int, int]:
-    return max(1, round(info.width * factor)), max(1, round(info.height * factor))
+    return scaled_size(info.width, info.height, factor)
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
