@@ -48,6 +48,18 @@ async def test_install_through_the_api_streams_progress(api):
     assert listed["upscale"]["installedModels"] == ["realesrgan-x4plus", "realesr-general-x4v3"]
 
 
+async def test_an_unexpected_install_error_fails_the_job(api, monkeypatch):
+    from server.bundles.installer import Installer
+
+    async def broken(self, name, **options):
+        raise LookupError("a bug, not a network problem")
+
+    monkeypatch.setattr(Installer, "install", broken)
+    job_id = (await (await api.post("/api/v1/bundles/upscale/install")).json())["jobId"]
+    events = await asyncio.wait_for(collect(api, job_id), 30)
+    assert events[-1].event == "failed" and events[-1].data["error"]["code"] == "INTERNAL", events[-1]
+
+
 async def test_unknown_bundle_is_404_and_remove(api):
     resp = await api.post("/api/v1/bundles/nope/install")
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "UNKNOWN_BUNDLE"
