@@ -6,6 +6,9 @@ STAMP := $(VENV)/.restora-installed
 # The second install step: packages whose declared requirements would pull CUDA torch
 # (basicsr's build isolation) and the GUI OpenCV build, so they go in without dependencies.
 NO_DEPS := basicsr==1.4.2 facexlib==0.3.0 gfpgan==1.3.8
+# Bench-only: bench/upscale_speed.py times the reference RealESRGANer. Never a runtime dependency;
+# its declared requirements would pull CUDA torch and the GUI OpenCV build, so no dependencies.
+BENCH_NO_DEPS := realesrgan==0.3.0
 ARGS ?=
 PYTEST_ARGS ?=
 DATA_DIR ?=
@@ -35,6 +38,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
+	$(BIN)/python -m pip install --quiet --no-deps $(BENCH_NO_DEPS)
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -33,7 +30,9 @@ from pipelines.base import Picture, StepContext
 from pipelines.models.ddcolor import (DDColorColorizer, build_ddcolor, encoder_name_from_config, load_ddcolor,
                                       read_config, write_random_ddcolor)
 from pipelines.precision import Precision, psnr
-from pipelines.steps.colorize import STEP, encode_srgb, relative_luminance
+from pipelines.steps.colorize import MODEL_ID, STEP, encode_srgb, relative_luminance
+
+from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
 
 PIPELINE_INPUT_SIZE = 512  # DDColorImageColorizationPipeline.input_size
 DEFAULT_PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -64,11 +63,7 @@ def modelscope_pipeline(model: torch.nn.Module, rgb_uint8: np.ndarray) -> np.nda
 
 
 def step_colorize(colorizer: DDColorColorizer, grey: np.ndarray, strength: float = 100.0) -> np.ndarray:
-    class Models:
-        def get(self, model_id: str) -> DDColorColorizer:
-            return colorizer
-
-    context = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=Models())
+    context = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models={MODEL_ID: colorizer})
     return STEP.run(Picture(rgb=grey), {"strength": strength}, context).image.rgb
 
 
@@ -105,16 +100,6 @@ def grey_version(rgb_uint8: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def median_seconds(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            started = time.perf_counter()
-            run()
-            timings[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in timings.items()}
-
-
 def bf16_vs_fp32_db(colorizer: DDColorColorizer, grey: np.ndarray) -> float:
     """PSNR of the step's bf16 result against its fp32 result (channels_last both), strength 100."""
     results = [step_colorize(DDColorColorizer(colorizer.model, Precision(name, "cpu", True), colorizer.encoder_name),
@@ -128,8 +113,9 @@ def bench_photo(name: str, args: argparse.Namespace, colorizer: DDColorColorizer
     grey = grey_version(original)
     grey_uint8 = np.round(grey * 255.0).astype(np.uint8)
     ours, theirs = step_colorize(colorizer, grey), modelscope_pipeline(reference, grey_uint8)
-    seconds = median_seconds({"step": lambda: step_colorize(colorizer, grey),
-                              "modelscope": lambda: modelscope_pipeline(reference, grey_uint8)}, args.repeats)
+    seconds = median_seconds({"step": lambda: step_colorize(colorizer, grey),  # warmed up by the calls above
+                              "modelscope": lambda: modelscope_pipeline(reference, grey_uint8)}, args.repeats,
+                             warm_up=False)
     row: dict[str, object] = {
         "photo": f"{name} {original.shape[1]}x{original.shape[0]}",
         "CF orig": colourfulness(original), "CF step": colourfulness(ours), "CF ms": colourfulness(theirs),
@@ -150,9 +136,7 @@ def forward_seconds(colorizer: DDColorColorizer, reference: torch.nn.Module, rep
     for name in ("fp32", "bf16"):
         precision = Precision(name, "cpu", channels_last=True)
         runners[f"{name} channels_last"] = lambda precision=precision: predict_ab(colorizer.model, grey, precision)
-    for run in runners.values():
-        run()  # warm-up
-    return median_seconds(runners, repeats)
+    return median_seconds(runners, repeats)  # after a warm-up run of each
 
 
 def print_table(rows: list[dict[str, object]]) -> None:

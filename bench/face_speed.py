@@ -53,21 +53,13 @@ class AstronautDetector:
         return np.asarray([row], np.float32)
 
 
-class LoadedModels:
-    def __init__(self, models: dict[str, Any]):
-        self.models = models
-
-    def get(self, model_id: str) -> Any:
-        return self.models[model_id]
-
-
 def write_checkpoints(folder: Path) -> dict[str, Path]:
     return {"gfpgan": gfpgan.save_random_gfpgan(folder / "GFPGANv1.4.pth"),
             "detector": face_helpers.save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
             "parser": face_helpers.save_random_parsenet(folder / "parsing_parsenet.pth")}
 
 
-def restora_runner(models: LoadedModels, photo: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
+def restora_runner(models: dict[str, Any], photo: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
     context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models,
                           threads=threads)
     picture = Picture(photo.astype(np.float32) / 255)
@@ -134,8 +126,8 @@ def main() -> None:
         detector = AstronautDetector(face_helpers.load_retinaface(paths["detector"], "cpu"))
         face_parser = face_helpers.load_parsenet(paths["parser"], "cpu")
         restorer = gfpgan.load_gfpgan(paths["gfpgan"], "cpu")
-        models = LoadedModels({face_enhancement.DETECTOR_ID: detector, face_enhancement.RESTORER_ID: restorer,
-                               face_enhancement.PARSER_ID: face_parser})
+        models = {face_enhancement.DETECTOR_ID: detector, face_enhancement.RESTORER_ID: restorer,
+                  face_enhancement.PARSER_ID: face_parser}  # a ModelProvider: the step only calls .get
         agreement_db = gfpgan.bf16_agreement_db(restorer, gfpgan.calibration_face())  # a worker's check
         chosen = gfpgan.precision_for_agreement(agreement_db)
         other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU

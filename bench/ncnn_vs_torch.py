@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from pipelines.models.ncnn_realesrgan import convert_to_pth, load_ncnn_fp32, packaged_x4plus_files
 from pipelines.models.rrdbnet import load_rrdbnet, upscale_array
+from pipelines.precision import psnr
+
+from _timing import time_alternately  # bench/_timing.py (bench/ is on sys.path)
 
 SIDE = 64
 REPEATS = 5
@@ -27,24 +28,6 @@ def photo_crop(side: int) -> np.ndarray:
     from skimage import data as skimage_data
 
     return skimage_data.astronaut()[80 : 80 + side, 190 : 190 + side].astype(np.float32) / 255.0
-
-
-def psnr(first: np.ndarray, second: np.ndarray) -> float:
-    mean_squared_error = float(np.mean((first.astype(np.float64) - second.astype(np.float64)) ** 2))
-    return float("inf") if mean_squared_error == 0 else 10 * np.log10(1.0 / mean_squared_error)
-
-
-def time_alternately(runners: dict[str, Callable[[], np.ndarray]]) -> dict[str, list[float]]:
-    """Seconds per run for each runner, interleaved so background load hits all of them alike."""
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():
-        run()  # warm-up, not timed
-    for _ in range(REPEATS):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            timings[name].append(time.perf_counter() - start)
-    return timings
 
 
 def main() -> None:
@@ -66,7 +49,7 @@ def main() -> None:
     max_abs_diff = float(np.max(np.abs(torch_output - ncnn_output)))
     print(f"input {SIDE}x{SIDE} -> {SIDE * 4}x{SIDE * 4}, {threads} threads, torch {torch.__version__}")
     print(f"torch vs ncnn: max abs diff {max_abs_diff:.3e}, PSNR {psnr(torch_output, ncnn_output):.1f} dB")
-    timings = time_alternately({"ncnn fp32": run_ncnn, "torch fp32 NCHW": run_torch})
+    timings = time_alternately({"ncnn fp32": run_ncnn, "torch fp32 NCHW": run_torch}, REPEATS)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     for name, values in timings.items():
         print(f"{name:16s} median {medians[name]:.3f} s  min {min(values):.3f} s  ({REPEATS} runs)")

@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -28,20 +27,15 @@ from pipelines.base import ModelUnavailable, Picture, StepContext
 from pipelines.models.rembg_sessions import load_session, warm_up_rembg, write_tiny_onnx
 from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP, to_uint8
 
+from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
+
 REPEATS = 5
 SPEED_SIZE = (1024, 768)
 COMPOSITE_SIDE = 640
 BUNDLE = "background-removal"
 
 
-class Sessions:
-    """A ModelProvider over sessions already loaded."""
-
-    def __init__(self, sessions: dict[str, Any]):
-        self.sessions = sessions
-
-    def get(self, model_id: str) -> Any:
-        return self.sessions[model_id]
+Sessions = dict[str, Any]  # loaded sessions by model id: a ModelProvider (the step only calls .get)
 
 
 def step_params(quality: str) -> dict[str, Any]:
@@ -85,22 +79,9 @@ def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 # -- speed -------------------------------------------------------------------------------------
 
-def time_alternately(runners: dict[str, Callable[[], Any]]) -> dict[str, float]:
-    """Median seconds per run, interleaved so background load hits every runner alike."""
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():
-        run()  # warm-up, not timed: first calls pay for allocation
-    for _ in range(REPEATS):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            timings[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in timings.items()}
-
-
 def tiny_sessions(folder: Path) -> Sessions:
-    return Sessions({model_id: load_session(write_tiny_onnx(folder / model_id / f"{model_id}.onnx"), "cpu")
-                     for model_id in MODEL_FOR_QUALITY.values()})
+    return {model_id: load_session(write_tiny_onnx(folder / model_id / f"{model_id}.onnx"), "cpu")
+            for model_id in MODEL_FOR_QUALITY.values()}
 
 
 def speed(models: Sessions) -> None:
@@ -116,9 +97,9 @@ def compare_speed(level: str, rgb: np.ndarray, models: Sessions) -> None:
     from rembg import remove
 
     image, pil = Picture(rgb=rgb.astype(np.float32) / 255.0), Image.fromarray(rgb)
-    session = models.get(MODEL_FOR_QUALITY[level])
-    medians = time_alternately({"restora": lambda: run_step(image, level, models),
-                                "rembg": lambda: remove(pil, session=session)})
+    session = models[MODEL_FOR_QUALITY[level]]
+    medians = median_seconds({"restora": lambda: run_step(image, level, models),
+                              "rembg": lambda: remove(pil, session=session)}, REPEATS)
     ours = to_uint8(run_step(image, level, models).alpha).astype(int)
     theirs = np.asarray(remove(pil, session=session))[..., 3]
     print(f"  {level:6s} {MODEL_FOR_QUALITY[level]:18s} restora {medians['restora']:.3f} s  rembg.remove "
@@ -134,7 +115,8 @@ def installed_sessions(models_dir: Path) -> tuple[Sessions, list[str]]:
 
     catalog = BundleCatalog.open(models_dir)
     manifest = catalog.get(BUNDLE)
-    loaded, missing = {}, []
+    loaded: Sessions = {}
+    missing: list[str] = []
     for model_id in MODEL_FOR_QUALITY.values():
         path = catalog.store.model_file(manifest, model_id)
         if path is None:
@@ -144,20 +126,20 @@ def installed_sessions(models_dir: Path) -> tuple[Sessions, list[str]]:
             loaded[model_id] = load_session(path, "cpu")
         except ModelUnavailable as exc:
             missing.append(f"{model_id}: {exc.message}")
-    return Sessions(loaded), missing
+    return loaded, missing
 
 
 def quality(models_dir: Path) -> None:
     models, missing = installed_sessions(models_dir)
     for reason in missing:
         print(f"IoU skipped: {reason}")
-    if not models.sessions:
+    if not models:
         print(f"IoU skipped: no real {BUNDLE} model installed (restora bundles install {BUNDLE}); "
               "the tiny test model would measure nothing")
         return
     scenes = {name: composite(background, COMPOSITE_SIDE) for name, background in backgrounds().items()}
     for level, model_id in MODEL_FOR_QUALITY.items():
-        if model_id in models.sessions:
+        if model_id in models:
             scores = {name: mask_iou(level, rgb, truth, models) for name, (rgb, truth) in scenes.items()}
             listed = "  ".join(f"{name} {score:.3f}" for name, score in scores.items())
             print(f"IoU {level:6s} {model_id:18s} mean {statistics.mean(scores.values()):.3f}  ({listed})")

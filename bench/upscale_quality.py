@@ -27,7 +27,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from pipelines.base import Picture, StepContext
 from pipelines.models.converters import main as convert
 from pipelines.models.rrdbnet import load_rrdbnet
-from pipelines.steps.upscale import STEP
+from pipelines.steps.upscale import DEFAULT_MODEL, STEP
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
 CROP_SIDE = 96  # of the side-by-side panels, in output pixels
@@ -50,17 +50,9 @@ def degrade(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
 
 
-class OneModel:
-    def __init__(self, model):
-        self.model = model
-
-    def get(self, model_id: str):
-        return self.model
-
-
 def restora(model, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     ctx = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, device="cpu",
-                      models=OneModel(model), threads=threads)
+                      models={DEFAULT_MODEL: model}, threads=threads)
 
     def run(low: np.ndarray) -> np.ndarray:
         outcome = STEP.run(Picture(rgb=low), {"outscale": 4}, ctx)

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/upscale_speed.py [--side 128] [--tile 80] [--threads N]``. Measures
 only; asserts nothing. Needs the reference package, a bench-only dependency installed with
-``.venv/bin/pip install --no-deps realesrgan`` (never a runtime dependency).
+``.venv/bin/pip install --no-deps realesrgan==0.3.0`` (``make bench`` does; never a runtime dependency).
 
 Also reports achieved GFLOP/s against this machine's measured peak (large bf16 and fp32 matmuls
 and 3x3 convolutions). RRDBNet x4 costs 35.9 MFLOP per input pixel *the network sees*: tiles

@@ -1,19 +1,27 @@
-"""Shared fixtures: the real app on a temporary data dir, real photos, an SSE reader."""
+"""Shared fixtures: the real app on a temporary data dir, real photos, an SSE reader, test bundles."""
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
 from aiohttp import FormData
 from PIL import Image
 
+from pipelines.base import StepContext
 from server.app import create_app
 from server.settings import Settings
+from tests.models import ModelServer, rrdbnet_checkpoint, srvgg_checkpoint
+
+# The session-scoped model templates (model_template, face_template, color_template), registered
+# here once so that every module shares one instance of each.
+pytest_plugins = ["tests.installed"]
 
 
 @pytest.fixture
@@ -27,6 +35,23 @@ async def client(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Real-ESRGAN x4plus and realesr-general-x4v3 checkpoints, official layouts, random weights."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {"x4": rrdbnet_checkpoint(folder / "RealESRGAN_x4plus.pth"),
+            "general": srvgg_checkpoint(folder / "realesr-general-x4v3.pth")}
+
+
+@pytest.fixture
+async def model_server(aiohttp_server, checkpoints) -> ModelServer:
+    """Serves the checkpoints as /x4.pth and /general.pth on 127.0.0.1."""
+    server = ModelServer(files={"x4.pth": checkpoints["x4"], "general.pth": checkpoints["general"]})
+    running = await aiohttp_server(server.app())
+    server.base = str(running.make_url("")).rstrip("/")
+    return server
+
+
 def astronaut(size: int | None = None) -> np.ndarray:
     from skimage import data
 
@@ -34,6 +59,22 @@ def astronaut(size: int | None = None) -> np.ndarray:
     if size:
         img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
     return img
+
+
+def photo(name: str) -> np.ndarray:
+    """A scikit-image photo as float32 RGB in 0..1 (greyscale ones repeated to three channels)."""
+    from skimage import data
+
+    pixels = getattr(data, name)().astype(np.float32) / 255.0
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., None], 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+def step_context(events: list | None = None, is_cancelled: Callable[[], bool] = lambda: False) -> StepContext:
+    """A StepContext without models that appends (fraction, stage) to ``events``."""
+    sink = events if events is not None else []
+    return StepContext(report=lambda fraction, stage: sink.append((fraction, stage)), is_cancelled=is_cancelled)
 
 
 def encode(rgb: np.ndarray, fmt: str = "JPEG", **options: Any) -> bytes:
@@ -94,3 +135,26 @@ async def submit(client, image: bytes, tool: str = "restore-photo", filename: st
     body = await resp.json()
     assert resp.status == expect, body
     return body
+
+
+async def completed(client, body: dict[str, Any], seen_stage: str | None = None) -> dict[str, Any]:
+    """The result of job ``body["jobId"]``, after asserting that its last event is "complete" (and,
+    when given, that one of its events had the stage ``seen_stage``)."""
+    events = await collect(client, body["jobId"])
+    assert events[-1].event == "complete", events[-1].data
+    if seen_stage is not None:
+        assert any(e.data["stage"] == seen_stage for e in events)
+    return events[-1].data["result"]
+
+
+async def wait_until(fetch: Callable[[], Awaitable[Any]], predicate: Callable[[Any], Any], timeout: float = 60.0,
+                     interval: float = 0.1, what: str = "the condition") -> Any:
+    """Await ``fetch()`` every ``interval`` s until ``predicate`` holds for its value; return that value.
+    Past ``timeout`` s, fail naming ``what`` was waited for and the last value fetched."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await fetch()
+        if predicate(value):
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"waited {timeout}s for {what}; last value: {value}")

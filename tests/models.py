@@ -10,6 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from server.bundles.download import DownloadPolicy
+
+FAST = DownloadPolicy(attempts=3, backoff_s=0.05)  # retries without the production backoff
+
 
 def rrdbnet_checkpoint(path: Path, scale: int = 4, seed: int = 0) -> Path:
     """Real-ESRGAN RRDBNet weights, official layout ``{'params_ema': state_dict}``, random values."""
@@ -107,3 +111,19 @@ def manifest_toml(name: str, models: list[dict[str, Any]], tools: tuple[str, ...
             lines.extend(f'{k} = "{v}"' for k, v in source.items())
         lines.append("")
     return "\n".join(lines)
+
+
+def write_manifests(folder: Path, server: ModelServer, checkpoints: dict[str, Path], **overrides) -> Path:
+    """upscale (x4 with sha256 and size, general with approx_size only) served by ``server``, and
+    extra, which shares x4 with upscale. ``overrides["x4"]`` updates the x4 entry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x4 = {"id": "realesrgan-x4plus", "file": "RealESRGAN_x4plus.pth", "license": "BSD-3-Clause",
+          "loader": "rrdbnet-x4", "sha256": sha256(checkpoints["x4"]), "size": checkpoints["x4"].stat().st_size,
+          "sources": [{"kind": "url", "url": server.url("x4.pth")}]}
+    general = {"id": "realesr-general-x4v3", "file": "realesr-general-x4v3.pth", "license": "BSD-3-Clause",
+               "loader": "srvgg-x4", "approx_size": checkpoints["general"].stat().st_size,
+               "sources": [{"kind": "url", "url": server.url("general.pth")}]}
+    x4.update(overrides.get("x4", {}))
+    (folder / "upscale.toml").write_text(manifest_toml("upscale", [x4, general], ("upscale",)))
+    (folder / "extra.toml").write_text(manifest_toml("extra", [dict(x4)]))  # shares x4 with upscale
+    return folder

@@ -29,11 +29,14 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{self.port}"
 
-    async def start(self, session: aiohttp.ClientSession) -> None:
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
              str(self.data_dir), "--workers", str(self.workers), "--device", "cpu"],
             cwd=ROOT, env=self.env)
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self._spawn()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -54,15 +57,12 @@ class ServerProcess:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=60)
 
-
     def start_blocking(self) -> None:
         """For synchronous tests (selenium): start and wait with plain urllib."""
         import json
         import urllib.request
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--workers", str(self.workers), "--device", "cpu"], cwd=ROOT, env=self.env)
+        self._spawn()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

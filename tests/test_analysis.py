@@ -6,17 +6,12 @@ import time
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from pipelines.analysis import is_grayscale
+from tests.conftest import photo
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea")
-
-
-def photo(name: str) -> np.ndarray:
-    pixels = getattr(data, name)().astype(np.float32) / 255.0
-    return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels[..., :3]
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import zlib
 
 import pytest
@@ -169,7 +168,8 @@ async def test_tools_and_health(client):
     assert health["status"] in ("ok", "starting")
     assert len(health["workers"]) == 1
     assert health["bundles"]["photo-restoration"] == "not_installed"
-    assert json.dumps(health)  # serialisable
+    assert health["queueDepth"] == 0
+    assert health["installedBundles"] == [name for name, state in health["bundles"].items() if state == "installed"]
 
 
 async def test_garbage_pixel_data_fails_the_job_with_undecodable(client, settings):

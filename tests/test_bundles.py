@@ -11,43 +11,10 @@ import pytest
 
 from server.bundles.catalog import BundleCatalog
 from server.bundles.installer import InstallError, Installer
-from server.bundles.download import DownloadPolicy
 from server.bundles.local import UnsafeArchive
 from server.bundles.maintenance import remove_bundle, verify_bundle
 from server.bundles.store import InstallInProgress
-from server.bundles.verify import ChecksumMismatch
-from tests.models import ModelServer, manifest_toml, rrdbnet_checkpoint, sha256, srvgg_checkpoint
-
-FAST = DownloadPolicy(attempts=3, backoff_s=0.05)
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    return {"x4": rrdbnet_checkpoint(folder / "RealESRGAN_x4plus.pth"),
-            "general": srvgg_checkpoint(folder / "realesr-general-x4v3.pth")}
-
-
-@pytest.fixture
-async def model_server(aiohttp_server, checkpoints) -> ModelServer:
-    server = ModelServer(files={"x4.pth": checkpoints["x4"], "general.pth": checkpoints["general"]})
-    running = await aiohttp_server(server.app())
-    server.base = str(running.make_url("")).rstrip("/")
-    return server
-
-
-def write_manifests(folder: Path, server: ModelServer, checkpoints: dict[str, Path], **overrides) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    x4 = {"id": "realesrgan-x4plus", "file": "RealESRGAN_x4plus.pth", "license": "BSD-3-Clause",
-          "loader": "rrdbnet-x4", "sha256": sha256(checkpoints["x4"]), "size": checkpoints["x4"].stat().st_size,
-          "sources": [{"kind": "url", "url": server.url("x4.pth")}]}
-    general = {"id": "realesr-general-x4v3", "file": "realesr-general-x4v3.pth", "license": "BSD-3-Clause",
-               "loader": "srvgg-x4", "approx_size": checkpoints["general"].stat().st_size,
-               "sources": [{"kind": "url", "url": server.url("general.pth")}]}
-    x4.update(overrides.get("x4", {}))
-    (folder / "upscale.toml").write_text(manifest_toml("upscale", [x4, general], ("upscale",)))
-    (folder / "extra.toml").write_text(manifest_toml("extra", [dict(x4)]))  # shares x4 with upscale
-    return folder
+from tests.models import FAST, sha256, write_manifests
 
 
 @pytest.fixture

@@ -14,14 +14,12 @@ import pytest
 from server.app import create_app
 from server.bundles.catalog import BundleCatalog
 from tests.conftest import astronaut, collect, encode, submit
-from tests.models import ModelServer, manifest_toml, sha256
-from tests.test_bundles import checkpoints, model_server, write_manifests  # noqa: F401 (fixtures)
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.models import manifest_toml, sha256, write_manifests
+from tests.server_process import ROOT
 
 
 @pytest.fixture
-def manifests(tmp_path, model_server, checkpoints) -> Path:  # noqa: F811
+def manifests(tmp_path, model_server, checkpoints) -> Path:
     return write_manifests(tmp_path / "manifests", model_server, checkpoints)
 
 
@@ -73,7 +71,7 @@ async def test_unknown_bundle_is_404_and_remove(api):
     assert sorted(removed["removedFiles"]) == ["RealESRGAN_x4plus.pth", "realesr-general-x4v3.pth"]
 
 
-async def test_broken_bundle_answers_503_for_its_steps_only(aiohttp_client, settings, tmp_path, checkpoints):  # noqa: F811
+async def test_broken_bundle_answers_503_for_its_steps_only(aiohttp_client, settings, tmp_path, checkpoints):
     folder = tmp_path / "broken-manifests"
     folder.mkdir()
     model = {"id": "tiny-face", "file": "tiny.pth", "license": "MIT", "loader": "gfpgan-v1-clean",
@@ -98,7 +96,7 @@ async def test_broken_bundle_answers_503_for_its_steps_only(aiohttp_client, sett
 
 
 @pytest.mark.slow
-async def test_killed_install_leaves_nothing_half_installed_and_resumes(tmp_path, model_server, manifests):  # noqa: F811
+async def test_killed_install_leaves_nothing_half_installed_and_resumes(tmp_path, model_server, manifests):
     model_server.slow.add("general.pth")
     data_dir = tmp_path / "data"
     command = [sys.executable, "-m", "server.cli", "bundles", "install", "upscale",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from pipelines.models.ddcolor import (DEFAULT_ENCODER, DDColorColorizer, encoder
 from pipelines.models.loaders import load_model
 from pipelines.precision import FP32_CPU
 from pipelines.steps.colorize import SKIPPED_COLOUR_PHOTO, STEP, lightness, relative_luminance
+from tests.server_process import ROOT
 
 WIDTH, HEIGHT = 301, 517  # odd and not square: the 512x512 model input is squashed both ways
 
@@ -235,4 +235,4 @@ def test_without_models_the_bundle_is_named(grey_photo: np.ndarray) -> None:
 def test_importing_the_step_stays_light() -> None:
     code = ("import sys, pipelines.steps.colorize, pipelines.models.ddcolor; "
             "heavy = {'torch', 'modelscope', 'timm', 'cv2'} & set(sys.modules); assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import astronaut, collect, encode, submit
-from tests.installed import client_with_models, color_template  # noqa: F401 (fixture)
+from tests.conftest import astronaut, completed, encode, submit
+from tests.installed import client_with_models
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, color_template):  # noqa: F811
+async def client(aiohttp_client, settings, color_template):
     return await client_with_models(aiohttp_client, settings, color_template)
 
 
@@ -23,15 +23,9 @@ def grey(side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(astronaut(side)).convert("L").convert("RGB"))
 
 
-async def finished(client, body) -> dict:
-    events = await collect(client, body["jobId"])
-    assert events[-1].event == "complete", events[-1].data
-    return events[-1].data["result"]
-
-
 async def test_colorize_tool_on_a_grey_photo(client):
-    result = await finished(client, await submit(client, encode(grey(97), "PNG"), tool="colorize",
-                                                 filename="grey.png", settings={"strength": 100}))
+    result = await completed(client, await submit(client, encode(grey(97), "PNG"), tool="colorize",
+                                                  filename="grey.png", settings={"strength": 100}))
     assert result["colorized"] is True and result["isGrayscale"] is True
     assert (result["width"], result["height"]) == (97, 97)
     out = np.asarray(Image.open(io.BytesIO(await (await client.get(result["downloadUrl"])).read())), np.float32)
@@ -39,14 +33,14 @@ async def test_colorize_tool_on_a_grey_photo(client):
 
 
 async def test_colour_photo_is_left_alone_and_says_why(client):
-    result = await finished(client, await submit(client, encode(astronaut(64), "PNG"), tool="colorize",
-                                                 filename="colour.png"))
+    result = await completed(client, await submit(client, encode(astronaut(64), "PNG"), tool="colorize",
+                                                  filename="colour.png"))
     assert result["colorized"] is False and result["steps"] == []
     assert result["skipped"] == [{"step": "colorize", "reason": "the photo already has colour", "bundle": None}]
 
 
 async def test_restore_photo_colorizes_last(client):
     settings = {"colorize": True, "colorizeStrength": 60, "denoise": False}
-    result = await finished(client, await submit(client, encode(grey(80), "PNG"), filename="old.png",
-                                                 settings=settings))
+    result = await completed(client, await submit(client, encode(grey(80), "PNG"), filename="old.png",
+                                                  settings=settings))
     assert result["steps"] == ["scratch_removal", "colorize"] and result["colorized"] is True

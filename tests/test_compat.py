@@ -1,18 +1,16 @@
 """Each hosted API's documented curl examples, followed literally against the test server."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import time
 
 import pytest
 from aiohttp import FormData, web
 from PIL import Image
 
 from server.auth import KeyStore
-from tests.conftest import astronaut, encode
-from tests.installed import client_with_models, model_template  # noqa: F401 (fixture)
+from tests.conftest import astronaut, encode, wait_until
+from tests.installed import client_with_models
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +30,7 @@ async def photos(aiohttp_server):
 
 
 @pytest.fixture
-async def compat(aiohttp_client, settings, model_template):  # noqa: F811
+async def compat(aiohttp_client, settings, model_template):
     key, _ = KeyStore(settings.db_path).create("compat-test")
     client = await client_with_models(aiohttp_client, settings, model_template, auth="on",
                                       allow_private_urls=True, compat_restore_rate_per_hour=3)
@@ -40,13 +38,9 @@ async def compat(aiohttp_client, settings, model_template):  # noqa: F811
 
 
 async def poll(client, path, headers, done, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = await (await client.get(path, headers=headers)).json()
-        if done(body):
-            return body
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{path} never finished: {body}")
+    async def fetch():
+        return await (await client.get(path, headers=headers)).json()
+    return await wait_until(fetch, done, timeout, interval=0.3, what=f"{path} to finish")
 
 
 async def fetch_asset(client, url: str) -> Image.Image:

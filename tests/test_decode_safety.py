@@ -31,6 +31,7 @@ from pipelines.imaging import isolated
 from pipelines.imaging.errors import ImageTooLarge, ProbeNeedsIsolation, Undecodable
 from pipelines.imaging.isolated import decode_isolated, probe_isolated
 from pipelines.imaging.sniff import read_header
+from tests.conftest import encode
 
 TIMEOUT_S, MAX_PIXELS = 30.0, 4_000_000
 SEED = 20240608
@@ -43,12 +44,6 @@ def picture(width: int = 48, height: int = 32) -> np.ndarray:
     return np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=2).astype(np.uint8)
 
 
-def pil_bytes(pixels: np.ndarray, fmt: str, **options) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, fmt, **options)
-    return buf.getvalue()
-
-
 def seed_files(folder: Path) -> dict[str, bytes]:
     """Small, valid files of each format the fuzz mutates."""
     import cv2
@@ -58,20 +53,20 @@ def seed_files(folder: Path) -> dict[str, bytes]:
     exif[0x0112], exif[0x010F] = 6, "Fuzz"
     rgb16 = rgb.astype(np.uint16) * 257
     return {
-        "jpeg": pil_bytes(rgb, "JPEG", quality=85, exif=exif.tobytes()),
-        "png": pil_bytes(np.dstack([rgb, rgb[..., 0]]), "PNG"),
-        "gif": pil_bytes(rgb, "GIF"),
-        "webp": pil_bytes(rgb, "WEBP", quality=80, exif=exif.tobytes()),
-        "tiff": pil_bytes(rgb, "TIFF", compression="tiff_deflate"),
-        "bmp": pil_bytes(rgb, "BMP"),
-        "tga": pil_bytes(rgb, "TGA", compression="tga_rle"),
+        "jpeg": encode(rgb, "JPEG", quality=85, exif=exif.tobytes()),
+        "png": encode(np.dstack([rgb, rgb[..., 0]]), "PNG"),
+        "gif": encode(rgb, "GIF"),
+        "webp": encode(rgb, "WEBP", quality=80, exif=exif.tobytes()),
+        "tiff": encode(rgb, "TIFF", compression="tiff_deflate"),
+        "bmp": encode(rgb, "BMP"),
+        "tga": encode(rgb, "TGA", compression="tga_rle"),
         "png16": cv2.imencode(".png", rgb16)[1].tobytes(),
         "tiff16": _tiff16_bytes(rgb16),
         "hdr": cv2.imencode(".hdr", rgb.astype(np.float32) / 64)[1].tobytes(),
         "psd": _psd_bytes(rgb),
         "exr": _exr_bytes(rgb.astype(np.float32) / 64, folder / "seed.exr"),
         "heic": _heic_bytes(rgb),
-        "avif": pil_bytes(rgb, "AVIF", quality=70),
+        "avif": encode(rgb, "AVIF", quality=70),
         "dng": _dng_bytes(rgb),
     }
 
@@ -247,7 +242,7 @@ def _isolated_outcome(path: Path, probe: str, work: Path) -> str:
 
 
 def _png_claiming(width: int, height: int) -> bytes:
-    png = pil_bytes(picture(8, 8), "PNG")
+    png = encode(picture(8, 8), "PNG")
     ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + png[24:29]
     return png[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + png[33:]
 
@@ -256,9 +251,9 @@ BROKEN = {
     "empty": b"",
     "text": b"hello, I am a text file\n" * 10,
     "png-magic-then-zeros": b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
-    "jpeg-magic-png-body": b"\xff\xd8\xff" + pil_bytes(picture(), "PNG")[3:],
-    "truncated-jpeg": pil_bytes(picture(), "JPEG")[:300],
-    "truncated-png": pil_bytes(picture(), "PNG")[:200],
+    "jpeg-magic-png-body": b"\xff\xd8\xff" + encode(picture(), "PNG")[3:],
+    "truncated-jpeg": encode(picture(), "JPEG")[:300],
+    "truncated-png": encode(picture(), "PNG")[:200],
     "png-header-lies-small": _png_claiming(4000, 900),  # claims more rows than its data holds
     "heic-brand-garbage": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x5a" * 300,
     "avif-brand-garbage": b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + b"\x00" * 300,
@@ -346,7 +341,7 @@ def faulty_child(tmp_path, monkeypatch):
 def test_misbehaving_decoder_child_is_undecodable(tmp_path, faulty_child, fault, reason, timeout_s):
     faulty_child(fault)
     path = tmp_path / "photo.png"
-    path.write_bytes(pil_bytes(picture(), "PNG"))
+    path.write_bytes(encode(picture(), "PNG"))
     work = tmp_path / "work"
     work.mkdir()
     began = time.monotonic()

@@ -4,24 +4,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
 import pytest
 
 from server.app import create_app
-from tests.conftest import astronaut, collect, encode, form, noisy_photo, submit
+from tests.conftest import astronaut, collect, encode, form, noisy_photo, submit, wait_until
 
 SLOW = dict(width=1600, height=1200)  # denoise on a noisy 2 MP photo: several seconds
-
-
-async def wait_until(fetch, predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await fetch()
-        if predicate(value):
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {value}")
 
 
 def job_getter(client, job_id):

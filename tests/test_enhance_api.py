@@ -7,21 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import astronaut, collect, encode, submit
-from tests.installed import client_with_models, model_template  # noqa: F401 (fixture)
+from tests.conftest import astronaut, collect, completed, encode, submit
+from tests.installed import client_with_models
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, model_template):  # noqa: F811
+async def client(aiohttp_client, settings, model_template):
     return await client_with_models(aiohttp_client, settings, model_template)
-
-
-async def result_of(client, body) -> dict:
-    events = await collect(client, body["jobId"])
-    assert events[-1].event == "complete", events[-1].data
-    return events[-1].data["result"]
 
 
 async def download(client, url: str) -> Image.Image:
@@ -41,28 +35,28 @@ async def test_enhance_auto_scale_and_progress_per_tile(client):
 
 
 async def test_upscale_any_outscale_and_scale_one_still_enhances(client):
-    result = await result_of(client, await submit(client, encode(astronaut(40)), tool="upscale",
-                                                  settings={"outscale": 2.5}))
+    result = await completed(client, await submit(client, encode(astronaut(40)), tool="upscale",
+                                                   settings={"outscale": 2.5}))
     assert (result["width"], result["height"]) == (100, 100)
     original = astronaut(40).astype(np.float32)
-    same = await result_of(client, await submit(client, encode(astronaut(40), "PNG"), tool="enhance",
-                                                filename="a.png", settings={"scale": 1}))
+    same = await completed(client, await submit(client, encode(astronaut(40), "PNG"), tool="enhance",
+                                                 filename="a.png", settings={"scale": 1}))
     out = np.asarray(await download(client, same["downloadUrl"]), np.float32)
     assert out.shape == original.shape and np.abs(out - original).mean() > 0.5  # it did change
 
 
 async def test_alpha_is_kept_and_16_bit_stays_16_bit(client):
     rgba = np.dstack([astronaut(32), np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))])
-    result = await result_of(client, await submit(client, encode(rgba, "PNG"), tool="upscale",
-                                                  filename="cut.png", settings={"scale": 2}))
+    result = await completed(client, await submit(client, encode(rgba, "PNG"), tool="upscale",
+                                                   filename="cut.png", settings={"scale": 2}))
     image = await download(client, result["downloadUrl"])
     alpha = np.asarray(image)[..., 3]
     assert image.mode == "RGBA" and image.size == (64, 64) and alpha[:, 0].max() < 20 and alpha[:, -1].min() > 230
     import cv2
     sixteen = (astronaut(32).astype(np.uint16) * 257)[..., ::-1]
     ok, png16 = cv2.imencode(".png", np.ascontiguousarray(sixteen))
-    result = await result_of(client, await submit(client, png16.tobytes(), tool="upscale", filename="deep.png",
-                                                  settings={"scale": 2}))
+    result = await completed(client, await submit(client, png16.tobytes(), tool="upscale", filename="deep.png",
+                                                   settings={"scale": 2}))
     raw = await (await client.get(result["downloadUrl"])).read()
     decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.dtype == np.uint16 and decoded.shape == (64, 64, 3)
@@ -85,6 +79,6 @@ async def test_monochrome_stays_monochrome(client):
 
     gray = np.asarray(Image.fromarray(astronaut(48)).convert("L").convert("RGB"))
     sepia = np.clip(gray * np.array([1.07, 0.87, 0.66]), 0, 255).astype(np.uint8)
-    result = await result_of(client, await submit(client, encode(sepia, "PNG"), tool="enhance", filename="s.png"))
+    result = await completed(client, await submit(client, encode(sepia, "PNG"), tool="enhance", filename="s.png"))
     out = np.asarray(await download(client, result["downloadUrl"]), np.float32) / 255
     assert result["isGrayscale"] is True and is_grayscale(out)

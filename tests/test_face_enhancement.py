@@ -9,7 +9,6 @@ through module-scoped fixtures (built once; released before other test files run
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from pipelines.models.loaders import load_model
 from pipelines.precision import Precision
 from pipelines.steps import face_enhancement as fe
 from tests.conftest import astronaut
+from tests.server_process import ROOT
 
 # The astronaut's eyes, nose tip and mouth corners in skimage's 512x512 photo (read off the image).
 ASTRONAUT_LANDMARKS = np.array([[202, 101], [248, 102.5], [224.5, 125], [207, 142.5], [242, 143.5]])
@@ -323,5 +323,5 @@ def test_step_module_stays_light():
 
     code = "import sys, pipelines.steps.face_enhancement; print('torch' in sys.modules, 'facexlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1])
+                         cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]

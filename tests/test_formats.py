@@ -6,7 +6,6 @@ DNG orientation); the decoded picture must come back 64x48 with the block top-le
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from pipelines.imaging import encode
 from pipelines.imaging.errors import ImageTooLarge, ProbeNeedsIsolation
 from pipelines.imaging.isolated import decode_isolated, probe_header, probe_isolated
 from pipelines.imaging.sniff import HEADER_BYTES, ImageHeader, detect_format, read_header, sniff_format
+from tests.conftest import encode as encode_image
 
 W, H = 64, 48
 TIMEOUT_S, MAX_PIXELS = 60.0, 10_000_000
@@ -45,12 +45,6 @@ def exif_bytes(orientation: int, make: str = "RestoraCam") -> bytes:
     exif[0x0112] = orientation
     exif[0x010F] = make
     return exif.tobytes()
-
-
-def pil_bytes(pixels: np.ndarray, fmt: str, **options) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, fmt, **options)
-    return buf.getvalue()
 
 
 def make_png16(path: Path, pixels16: np.ndarray, exif: bytes | None = None) -> None:
@@ -151,27 +145,27 @@ def _writers() -> dict[str, tuple[str, object]]:
     rgb, turned = displayed(), stored_turned(displayed())
     return {
         "jpeg-exif6": ("jpeg", lambda p: p.write_bytes(
-            pil_bytes(turned, "JPEG", quality=95, exif=exif_bytes(6), icc_profile=ICC))),
-        "png": ("png", lambda p: p.write_bytes(pil_bytes(rgb, "PNG", exif=exif_bytes(1)))),
-        "png-exif6": ("png", lambda p: p.write_bytes(pil_bytes(turned, "PNG", exif=exif_bytes(6)))),
+            encode_image(turned, "JPEG", quality=95, exif=exif_bytes(6), icc_profile=ICC))),
+        "png": ("png", lambda p: p.write_bytes(encode_image(rgb, "PNG", exif=exif_bytes(1)))),
+        "png-exif6": ("png", lambda p: p.write_bytes(encode_image(turned, "PNG", exif=exif_bytes(6)))),
         "png-rgba": ("png", lambda p: p.write_bytes(
-            pil_bytes(np.dstack([rgb, np.full((H, W), 128, np.uint8)]), "PNG"))),
+            encode_image(np.dstack([rgb, np.full((H, W), 128, np.uint8)]), "PNG"))),
         "png-palette-alpha": ("png", make_palette_png),
         "png16-exif6": ("png", lambda p: make_png16(p, stored_turned(displayed(65535, np.uint16)), exif_bytes(6))),
         "gif": ("gif", make_gif),
-        "bmp": ("bmp", lambda p: p.write_bytes(pil_bytes(rgb, "BMP"))),
-        "webp-lossy": ("webp", lambda p: p.write_bytes(pil_bytes(rgb, "WEBP", quality=95))),
+        "bmp": ("bmp", lambda p: p.write_bytes(encode_image(rgb, "BMP"))),
+        "webp-lossy": ("webp", lambda p: p.write_bytes(encode_image(rgb, "WEBP", quality=95))),
         "webp-lossless-exif8": ("webp", lambda p: p.write_bytes(
-            pil_bytes(np.ascontiguousarray(np.rot90(rgb, -1)), "WEBP", lossless=True, exif=exif_bytes(8)))),
+            encode_image(np.ascontiguousarray(np.rot90(rgb, -1)), "WEBP", lossless=True, exif=exif_bytes(8)))),
         "tiff-exif6": ("tiff", lambda p: p.write_bytes(
-            pil_bytes(turned, "TIFF", exif=exif_bytes(6), compression="tiff_deflate"))),
+            encode_image(turned, "TIFF", exif=exif_bytes(6), compression="tiff_deflate"))),
         "tiff16-orient6": ("tiff", lambda p: make_tiff16(p, stored_turned(displayed(65535, np.uint16)), 6)),
         "heic-irot": ("heic", make_heic),
-        "avif-irot": ("avif", lambda p: p.write_bytes(pil_bytes(turned, "AVIF", quality=95, exif=exif_bytes(6),
-                                                                  icc_profile=ICC))),
-        "tga-bottom-up": ("tga", lambda p: p.write_bytes(pil_bytes(rgb, "TGA"))),
+        "avif-irot": ("avif", lambda p: p.write_bytes(encode_image(turned, "AVIF", quality=95, exif=exif_bytes(6),
+                                                                     icc_profile=ICC))),
+        "tga-bottom-up": ("tga", lambda p: p.write_bytes(encode_image(rgb, "TGA"))),
         "tga-top-down-rle": ("tga", lambda p: p.write_bytes(
-            pil_bytes(rgb, "TGA", orientation=1, compression="tga_rle"))),
+            encode_image(rgb, "TGA", orientation=1, compression="tga_rle"))),
         "psd": ("psd", make_psd),
         "exr-openexr": ("exr", make_exr_openexr),
         "exr-opencv": ("exr", make_exr_opencv),

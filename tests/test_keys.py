@@ -4,13 +4,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 from server.app import create_app
 from server.auth import KeyStore
 from server.ratelimit import SlidingWindow
 from server.settings import Settings
 from tests.conftest import astronaut, collect, encode, form
+from tests.server_process import ROOT
 
 
 def test_auth_defaults_follow_the_listening_address(tmp_path):
@@ -23,15 +23,14 @@ def test_auth_defaults_follow_the_listening_address(tmp_path):
 
 
 def test_cli_prints_the_key_once_and_stores_only_its_hash(tmp_path):
-    root = Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, "-m", "server.cli", "keys", "create", "laptop", "--data-dir", str(tmp_path)],
-                         cwd=root, capture_output=True, text=True, check=True)
+                         cwd=ROOT, capture_output=True, text=True, check=True)
     key = run.stdout.strip()
     assert key.startswith("rst_") and len(key) > 40
     rows = sqlite3.connect(tmp_path / "restora.sqlite3").execute("SELECT * FROM api_keys").fetchall()
     assert rows and not any(key in str(value) for value in rows[0])
     listed = subprocess.run([sys.executable, "-m", "server.cli", "keys", "list", "--data-dir", str(tmp_path)],
-                            cwd=root, capture_output=True, text=True, check=True).stdout
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "laptop" in listed and key not in listed
     assert KeyStore(tmp_path / "restora.sqlite3").verify(key).name == "laptop"
 

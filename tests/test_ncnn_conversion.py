@@ -27,6 +27,7 @@ from pipelines.models.ncnn_realesrgan import (
     rrdbnet_state_dict,
 )
 from pipelines.models.rrdbnet import build_rrdbnet, load_rrdbnet, select_state_dict, upscale_array
+from pipelines.precision import psnr
 
 # Measured: max abs diff 2.9e-6, PSNR 131.8 dB between ncnn fp32 and the converted model on the
 # crop below. The bounds leave ~30x margin for other CPUs and BLAS kernels; a wrong mapping gives
@@ -37,11 +38,6 @@ MIN_PSNR_VS_NCNN_DB = 100.0
 # measured 5.9 dB (conv_up1/conv_up2 swapped), 19.9 dB (RRDB blocks reversed) and 3.1 dB
 # (rdb1/rdb3 swapped), and differed from ncnn by 0.94 to 1.0.
 MIN_ROUND_TRIP_PSNR_DB = 25.0
-
-
-def psnr(first: np.ndarray, second: np.ndarray) -> float:
-    mean_squared_error = float(np.mean((first.astype(np.float64) - second.astype(np.float64)) ** 2))
-    return float("inf") if mean_squared_error == 0 else 10 * np.log10(1.0 / mean_squared_error)
 
 
 @pytest.fixture(scope="module")

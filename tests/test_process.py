@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import astronaut, encode, form, noisy_photo
+from tests.conftest import astronaut, encode, form, noisy_photo, wait_until
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,8 @@ async def job(session, base, job_id):
 
 
 async def wait_job(session, base, job_id, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        snapshot = await job(session, base, job_id)
-        if predicate(snapshot):
-            return snapshot
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"job {job_id} stuck: {snapshot}")
+    return await wait_until(lambda: job(session, base, job_id), predicate, timeout, interval=0.2,
+                            what=f"job {job_id}")
 
 
 def gone(pid: int) -> bool:

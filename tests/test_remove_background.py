@@ -24,6 +24,7 @@ from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP
 from pipelines.tools import InputInfo
 from pipelines.tools.remove_bg import resize_factor
 from pipelines.tools.upscale import scaled
+from tests.server_process import ROOT
 
 RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
 DOWNLOADS: list[tuple[Any, ...]] = []
@@ -269,5 +270,5 @@ def test_modules_import_neither_rembg_nor_onnxruntime() -> None:
     code = ("import sys, pipelines.steps.remove_background, pipelines.models.rembg_sessions; "
             "print(sorted({'rembg', 'onnxruntime', 'pymatting'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=ROOT)
     assert result.stdout.strip() == "[]"

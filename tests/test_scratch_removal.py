@@ -1,15 +1,13 @@
 """Scratch removal on real photos: clean photos untouched, drawn scratches repaired, bands seamless."""
 from __future__ import annotations
 
-from typing import Callable
-
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from pipelines.base import Cancelled, Picture, StepContext
 from pipelines.steps.scratch_removal import STEP, scratch_mask
+from tests.conftest import photo, step_context
 
 BRIGHT, DARK = 0.95, 0.05
 # (start, end) as fractions of (width, height), width in pixels at scale 1, value.
@@ -20,13 +18,6 @@ SCRATCHES = (
     ((0.90, 0.05), (0.55, 0.95), 4, DARK),
     ((0.62, 0.00), (0.66, 1.00), 3, BRIGHT),  # a fold line across the whole photo
 )
-
-
-def photo(name: str) -> np.ndarray:
-    pixels = getattr(data, name)().astype(np.float32) / 255.0
-    if pixels.ndim == 2:
-        return np.repeat(pixels[..., None], 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
 
 
 def damage(rgb: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -53,13 +44,8 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-def context(events: list | None = None, is_cancelled: Callable[[], bool] = lambda: False) -> StepContext:
-    sink = events if events is not None else []
-    return StepContext(report=lambda fraction, stage: sink.append((fraction, stage)), is_cancelled=is_cancelled)
-
-
 def repair(rgb: np.ndarray, params: dict | None = None, **context_args):
-    return STEP.run(Picture(rgb), params or {}, context(**context_args))
+    return STEP.run(Picture(rgb), params or {}, step_context(**context_args))
 
 
 # Measured: no pixel changed and coverage 0.00 on all of these (and on clock, cell, gravel, page,
@@ -77,7 +63,7 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
     clean = photo(name)
     damaged, truth = damage(clean)
     alpha = np.ones(clean.shape[:2], np.float32)
-    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), {}, context())
+    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), {}, step_context())
     # Measured gains inside the damaged area: astronaut 6.8, coffee 8.1, chelsea 8.4, camera 5.6 dB.
     gain = psnr(outcome.image.rgb, clean, truth) - psnr(damaged, clean, truth)
     assert gain > 4.0
@@ -92,7 +78,7 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
 def test_sixteen_bit_photos_are_inpainted_in_sixteen_bits():
     clean = photo("coffee")
     damaged, truth = damage(clean)
-    outcome = STEP.run(Picture(damaged, bit_depth=16), {}, context())
+    outcome = STEP.run(Picture(damaged, bit_depth=16), {}, step_context())
     assert psnr(outcome.image.rgb, clean, truth) - psnr(damaged, clean, truth) > 4.0
     repaired = outcome.image.rgb[np.any(outcome.image.rgb != damaged, axis=2)]
     off_8bit_grid = np.abs(repaired * 255 - np.round(repaired * 255)) > 0.01

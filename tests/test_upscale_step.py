@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,6 +17,7 @@ from pipelines.models.converters import main as convert
 from pipelines.models.rrdbnet import build_rrdbnet, load_rrdbnet
 from pipelines.steps import upscale
 from pipelines.torchvision_compat import ensure_torchvision
+from tests.server_process import ROOT
 
 # Measured 32.2 dB: the real x4plus output of the 32x32 astronaut crop, area-downscaled back, vs the
 # crop (the ncnn conversion test measured wrong layer mappings at 3-20 dB).
@@ -237,7 +237,7 @@ def test_keep_monochrome_keeps_a_grey_photo_grey():
 
 def test_importing_the_step_does_not_import_torch():
     code = "import sys, pipelines.steps.upscale; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 @pytest.fixture(scope="session")
