@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from pipelines.imaging.sniff import ImageHeader
 from server.errors import InvalidParams
 from server.jobs import Job
 from server.routes.tools import create_job, read_source, refuse_when_draining
@@ -37,9 +38,11 @@ async def read_documented(request: web.Request, file_fields: tuple[str, ...], kn
 
 
 async def start_job(request: web.Request, tool_name: str, submission: Submission,
-                    params: dict[str, Any], meta: dict[str, Any] | None = None) -> Job:
+                    params: dict[str, Any], meta: dict[str, Any] | None = None,
+                    check_header: Callable[[ImageHeader], None] | None = None) -> Job:
     try:
-        return await create_job(request.app, request.app[TOOLS].get(tool_name), submission, params, meta)
+        return await create_job(request.app, request.app[TOOLS].get(tool_name), submission, params, meta,
+                                check_header)
     finally:
         submission.discard()
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 import pytest
 from aiohttp import FormData, web
 from PIL import Image
 
 from server.auth import KeyStore
+from server.state import SETTINGS
 from tests.conftest import astronaut, encode, wait_until
 from tests.installed import client_with_models
 
@@ -143,6 +145,12 @@ async def test_seed_002_limits_and_envelope(compat):
     resp = await client.post("/api/tasks/visual/scale", headers={"X-API-KEY": key}, data=form)
     body = await resp.json()
     assert resp.status == 415 and body["status"] == 415 and "gif" in body["message"]
+    form = FormData()
+    form.add_field("image_file", encode(np.zeros((8, 4097, 3), np.uint8), "PNG"), filename="wide.png")
+    resp = await client.post("/api/tasks/visual/scale", headers={"X-API-KEY": key}, data=form)
+    body = await resp.json()
+    assert resp.status == 413 and body["error"]["code"] == "IMAGE_TOO_LARGE" and "4096" in body["message"]
+    assert not list(client.app[SETTINGS].tmp_dir.iterdir())  # refused uploads are removed
     resp = await client.post("/api/tasks/visual/scale", data=form)
     assert resp.status == 401
 

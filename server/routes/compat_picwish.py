@@ -11,11 +11,11 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from pipelines.imaging.sniff import ImageHeader
 from server.compat import read_documented, read_file_bytes, result_url, start_job, wait_for_end
 from server.errors import ApiError, InvalidParams, PayloadTooLarge, UnsupportedMediaType
 from server.jobs import Job, JobStatus
 from server.routes.jobs import content_type, job_or_404
-from server.routes.tools import inspect_upload
 from server.state import SETTINGS
 
 routes = web.RouteTableDef()
@@ -55,12 +55,14 @@ async def create_task(request: web.Request) -> web.StreamResponse:
                               ("scale_factor", ("", "1", "2", "4")),
                               ("return_type", ("1", "2", "3") if str(fields["sync"]) == "1" else ("1", "2"))):
             fields[name] = _choice(fields, name, allowed)
-        await _check_limits(request, submission.upload)
+        if submission.upload is None:
+            raise InvalidParams("Give image_url or image_file.", code="MISSING_FILE")
 
     submission, fields = await read_documented(request, ("image_file",), FIELDS, MAX_BYTES, check)
     sync, kind, scale, return_type = fields["sync"], fields["type"], fields["scale_factor"], fields["return_type"]
     params = {"mode": "enhance", "type": kind, "scale": scale or "auto"}
-    job = await start_job(request, "enhance", submission, params, meta={"returnType": int(return_type)})
+    job = await start_job(request, "enhance", submission, params, meta={"returnType": int(return_type)},
+                          check_header=_check_limits)
     if sync == "0":
         return web.json_response({"status": 200, "message": "success", "data": {"task_id": job.id}})
     job = await wait_for_end(request.app, job.id, request.app[SETTINGS].sync_timeout_s)
@@ -77,10 +79,7 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response({"status": 200, "message": "success", "data": await _data(request, job)})
 
 
-async def _check_limits(request: web.Request, upload) -> None:
-    if upload is None:
-        raise InvalidParams("Give image_url or image_file.", code="MISSING_FILE")
-    header = await inspect_upload(request.app, upload)
+def _check_limits(header: ImageHeader) -> None:
     if header.format not in FORMATS:
         raise UnsupportedMediaType(f"The {header.format} format is not accepted here (jpg, png, bmp, webp, tiff).",
                                    code="UNSUPPORTED_FORMAT")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from PIL import Image
@@ -48,10 +48,14 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def create_job(app: web.Application, tool: Tool, submission: Submission,
-                     params_override: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Job:
-    """Validate everything a job needs, then persist it and queue it. Nothing is queued on error."""
+                     params_override: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                     check_header: Callable[[ImageHeader], None] | None = None) -> Job:
+    """Validate everything a job needs, then persist it and queue it. Nothing is queued on error.
+    ``check_header`` adds a caller's own limits on the header read here (an adapter's formats)."""
     upload = _require_upload(submission)
     header = await inspect_upload(app, upload)
+    if check_header is not None:
+        check_header(header)
     info = InputInfo(width=header.width, height=header.height, format=header.format)
     try:
         params = validate(tool.params, params_override if params_override is not None else submission.fields)
@@ -86,7 +90,7 @@ async def read_source(request: web.Request, file_fields: tuple[str, ...] = FILE_
     check_capacity(request)
     settings = request.app[SETTINGS]
     limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
-    submission = await read_submission(request, settings.data_dir / "tmp", limit, file_fields)
+    submission = await read_submission(request, settings.tmp_dir, limit, file_fields)
     try:
         await attach_url_source(request.app, submission, limit)
     except BaseException:
@@ -114,7 +118,7 @@ async def attach_url_source(app: web.Application, submission: Submission, max_by
         raise InvalidParams("The image URL must be a non-empty string.", code="INVALID_URL")
     settings = app[SETTINGS]
     policy = FetchPolicy(max_bytes=max_bytes or settings.max_upload_bytes, allow_private=settings.allow_private_urls)
-    submission.upload = await fetch_image(urls[0].strip(), settings.data_dir / "tmp", policy)
+    submission.upload = await fetch_image(urls[0].strip(), settings.tmp_dir, policy)
 
 
 def check_capacity(request: web.Request) -> None:
