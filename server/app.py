@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    for folder in (settings.data_dir, settings.jobs_dir, settings.data_dir / "tmp"):
+    for folder in (settings.data_dir, settings.jobs_dir, settings.tmp_dir):
         folder.mkdir(parents=True, exist_ok=True)
     _clear_stale_uploads(settings)
     app[STORE] = Store(settings.db_path)
@@ -108,5 +108,5 @@ async def _begin_drain(app: web.Application) -> None:
 
 def _clear_stale_uploads(settings: Settings) -> None:
     """Uploads interrupted by a crash never became jobs; remove them."""
-    for leftover in (settings.data_dir / "tmp").glob("upload-*"):
+    for leftover in (settings.tmp_dir).glob("upload-*"):
         leftover.unlink(missing_ok=True)

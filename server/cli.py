@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
                         device=args.device, result_ttl_s=args.result_ttl, auth=args.auth,
                         allow_private_urls=args.allow_private_urls, rate_limit_per_hour=args.rate_limit,
                         manifests_dir=Path(manifests) if manifests else None).validate()
-    if not settings.auth_enabled and args.host not in ("127.0.0.1", "::1", "localhost"):
+    if not settings.auth_enabled and not settings.on_loopback:
         log.warning("listening on %s WITHOUT API keys (--auth off): anyone who can reach it can use it", args.host)
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 shutdown_timeout=settings.shutdown_grace_s + 5, print=log.info, access_log=None)

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from server.auth import KeyStore
+from server.settings import Settings
 
 
 def add_key_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_key_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _store(data_dir: Path) -> KeyStore:
-    return KeyStore(data_dir / "restora.sqlite3")
+    return KeyStore(Settings(data_dir=data_dir).db_path)
 
 
 def _create(args: argparse.Namespace, data_dir: Path) -> int:

@@ -51,10 +51,14 @@ class Settings:
     probes_at_once: int = 4
 
     @property
+    def on_loopback(self) -> bool:
+        return self.host in ("::1", "localhost") or self.host.startswith("127.")
+
+    @property
     def auth_enabled(self) -> bool:
         if self.auth in ("on", "off"):
             return self.auth == "on"
-        return self.host not in ("127.0.0.1", "::1", "localhost") and not self.host.startswith("127.")
+        return not self.on_loopback
 
     @property
     def db_path(self) -> Path:
@@ -63,6 +67,11 @@ class Settings:
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Uploads and fetched images land here until their job takes them."""
+        return self.data_dir / "tmp"
 
     @property
     def models_dir(self) -> Path:
