@@ -87,6 +87,9 @@ class StepContext:
     device: str = "cpu"
     models: ModelProvider | None = None
     threads: int = 1
+    # Pixels the caller asked to repair (restore-photo's ``mask`` upload): bool HxW at the size of
+    # the image the step receives, or None.
+    user_mask: np.ndarray | None = None
 
     def progress(self, fraction: float, stage: str) -> None:
         """Report progress within this step (0..1) with a stage text for people."""
@@ -110,6 +113,9 @@ class StepOutcome:
     measurements: Mapping[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     extras: Mapping[str, Picture] = field(default_factory=dict)
+    # The pixels this step repaired (bool HxW, the input's size); the runner writes it as
+    # damage-mask.png, white = repaired.
+    damage_mask: np.ndarray | None = None
 
 
 StepFn = Callable[[Picture, Mapping[str, Any], StepContext], StepOutcome]
