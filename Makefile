@@ -9,6 +9,9 @@ NO_DEPS := basicsr==1.4.2 facexlib==0.3.0 gfpgan==1.3.8
 # Bench-only: bench/upscale_speed.py times the reference RealESRGANer. Never a runtime dependency;
 # its declared requirements would pull CUDA torch and the GUI OpenCV build, so no dependencies.
 BENCH_NO_DEPS := realesrgan==0.3.0
+# Bench-only: bench/restore_quality.py's held-out photos (scikit-learn's china and flower,
+# matplotlib's grace_hopper; never scikit-image's, which are training data) and matplotlib's DejaVu.
+BENCH_DEPS := scikit-learn==1.9.1 matplotlib==3.11.2
 ARGS ?=
 PYTEST_ARGS ?=
 DATA_DIR ?=
@@ -39,6 +42,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m pip install --quiet --no-deps $(BENCH_NO_DEPS)
+	$(BIN)/python -m pip install --quiet $(BENCH_DEPS)
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -16,6 +16,7 @@ RUNS = [
     ("face_speed.py", ["--rounds", "1"]),
     ("colorize_bench.py", ["--repeats", "1"]),
     ("remove_bg_bench.py", []),
+    ("restore_quality.py", []),
 ]
 
 

@@ -1,23 +1,32 @@
 """Cheap whole-image measurements used to plan and report a restoration.
 
-``is_grayscale`` answers "is this a black-and-white photo?", counting toned monochrome prints
-(sepia, cyanotype, selenium, a grey scan with a colour cast or chroma noise) as black-and-white.
-The test: in Lab, a monochrome photo's chroma (a, b) is a function of its lightness L alone (the
-toning curve), so predicting (a, b) from L leaves almost nothing; a colour photo, however
-muted or dominated by one hue, has colours that lightness cannot explain.
+``read_tone`` answers "is this a black-and-white photo, and how is it toned?": ``grey``,
+``sepia``, ``cyanotype``, ``toned`` (selenium and other tints) or ``colour``; ``is_grayscale``
+and ``tone`` are its two answers. The test: in Lab, a monochrome print's chroma (a, b) is a
+function of its lightness L alone (the toning curve), so predicting (a, b) from L leaves almost
+nothing; a colour photo, however muted, dark or dominated by one hue, has colours that lightness
+cannot explain. What is left is judged after smoothing (chroma noise averages out), above the
+photo's own noise floor, weighted by chroma (a few coloured galaxies on a black sky count), and
+without the chroma a print loses towards neutral (scratches, dust, clipped highlights).
 
 ``estimate_noise_sigma`` measures the noise level per channel (Immerkær's estimator on the flatter
 half of the pixels), for the denoise step and the scratch detector's contrast threshold.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 # The analysis runs on a copy whose long side is this many pixels: a few milliseconds even for a
 # 24 MP photo, and the statistic below is the same whatever the source resolution. Area
-# averaging down to 256 px also removes most per-pixel chroma noise from large scans.
+# averaging down to 256 px also removes most per-pixel chroma noise from large scans. Smaller
+# photos are still halved: averaging 2x2 pixels undoes 4:2:0 JPEG's half-resolution chroma and
+# tames noise (without it, monochrome prints with sigma 6 noise through JPEG read up to 3.5 at
+# 128 px and 2.8 at 256 px; halved, 1.8 at most, while 25%-saturated colour falls to 3.3 at 200 px).
 ANALYSIS_LONG_SIDE = 256
+MIN_REDUCTION = 2
 
 # The toning curve is estimated as the median (a, b) in this many lightness bins (L is 0..100),
 # interpolated linearly between bin centres; bins with fewer pixels than MIN_BIN_PIXELS are too
@@ -25,33 +34,99 @@ ANALYSIS_LONG_SIDE = 256
 LIGHTNESS_BINS = 32
 MIN_BIN_PIXELS = 10
 
-# Residuals are averaged over this window (in analysis pixels) before they are measured: chroma
-# noise is spatially uncorrelated and averages out, a coloured object does not.
+# Residuals from the curve are averaged over this window (in analysis pixels) before they are
+# measured: chroma noise is spatially uncorrelated and averages out, a coloured object does not.
+# Averaging the residual (not the chroma) also cancels 4:2:0 JPEG's chroma bleeding: it moves
+# chroma across an edge, too much on one side and too little on the other, without creating any.
 RESIDUAL_SMOOTHING = 5
+# What noise is left after averaging is measured per pixel (the chroma minus its 3x3 mean, over
+# this window) and this many of its standard deviations are taken off each residual.
+NOISE_WINDOW = 15
+NOISE_MARGIN = 2.5
 
-# Monochrome when the 95th percentile of the smoothed (a, b) residual is below this many Lab
-# units. Measured on scikit-image astronaut, coffee, chelsea, rocket, immunohistochemistry,
-# stereo_motorcycle and colorwheel:
-#   monochrome versions, 3.39 at most: grey 0.05, camera/moon/coins 0.03, linear sepia and
-#   cyanotype toning 0.12, the clipped classic sepia matrix 2.67, grey + colour cast + chroma
-#   noise (sigma 0.02) through JPEG q60 2.27, sepia + RGB noise of sigma 0.03 1.85 (3.39 after JPEG);
-#   colour versions, 4.66 at least: originals 13.3, half saturation 6.5, 60% of the way to a
-#   strong orange 5.3 or green 4.66 tint.
-# 4.0 sits between the two groups. Known limits: an almost neutral colour photo such as the
-# Hubble deep field (3.81, mostly black sky) or a retina photo pushed towards orange (3.34)
-# reads as monochrome.
-MONOCHROME_RESIDUAL_LIMIT = 4.0
+# Colour when the 95th percentile of the residual, each pixel weighted by its (smoothed) chroma,
+# reaches this many Lab units. Measured on scikit-image photos (astronaut, coffee, chelsea,
+# rocket; camera, moon, coins, brick, gravel, grass, text, page, clock, cell; the colour ones
+# also immunohistochemistry, retina, hubble_deep_field, colorwheel, stereo_motorcycle):
+#   monochrome, 2.4 at most: grey, sepia, cyanotype, selenium and the clipped classic sepia
+#   matrix 0.0..0.9; with independent per-channel noise of sigma 6 (0..255) 0.0..0.1, then
+#   4:2:0 JPEG q75 0.6..1.2 (1.8 at most at 128..3000 px long side); a grey scan with a cast
+#   and noise through JPEG q60 2.0..2.2; a print with noise of sigma 10 and white and dark
+#   scratches 0.0..1.0, through JPEG q75 1.4..2.4 (the clipped classic sepia the highest);
+#   colour, 3.9 at least: chelsea, coffee and astronaut at 25% saturation 4.0..7.9 (with noise
+#   and JPEG 4.0..8.1; 3.2 at 200 px), at 50% 8.2..16, originals 16..31; rocket, retina and
+#   immunohistochemistry 7.1..11; hubble_deep_field (mostly black sky) 16, 5.9 at 50%
+#   saturation; 60% of the way to a strong orange or green tint 7.0..10.4.
+# 3.0 sits between the two groups. Before, the plain 95th percentile of the residual read
+# chelsea at 25% saturation 3.9 and the Hubble field 3.8 (grey), the scratched classic sepia
+# 7.0 (colour), against a limit of 4.0. Known limits, read as monochrome: photos whose colours
+# are mostly one hue and neutral, at 25% saturation (rocket 1.8, retina 1.9,
+# immunohistochemistry 2.6; hubble_deep_field 1.3); colour photos under ~200 px. Noise of
+# sigma 10 through JPEG on a scratched clipped sepia of 400 px or less reads as colour (3.0..5.9).
+COLOUR_LIMIT = 3.0
 RESIDUAL_PERCENTILE = 95
+# Pixels with less chroma than this count as if they had this much, so that in a grey photo the
+# noise's own chroma (a few JPEG blocks gone faintly blue or yellow) cannot weight itself up.
+WEIGHT_FLOOR = 1.5
+
+# A monochrome photo whose mean toning colour has less chroma than this (Lab units) is grey:
+# a grey scan with a slight cast is 2.8..3.6, selenium 8.5..13, sepia 10..19, cyanotype 22..31.
+GREY_TINT_LIMIT = 5.0
+# Lab hue angles (degrees) of the mean toning colour: sepia and other browns, then the blues
+# of a cyanotype; any other tint (selenium's purple-brown, about 350) is just "toned". Measured:
+# sepia 70..78, the classic sepia matrix 85..90, cyanotype 271..278, selenium 349..353.
+SEPIA_HUES = (35.0, 100.0)
+CYANOTYPE_HUES = (180.0, 310.0)
+
+
+@dataclass(frozen=True)
+class ToneReading:
+    """A photo's tone and the measurements it was decided by (Lab units, hue in degrees)."""
+
+    tone: str  # "grey", "sepia", "cyanotype", "toned" or "colour"
+    unexplained_chroma: float  # the statistic compared with COLOUR_LIMIT
+    tint_chroma: float  # chroma of the mean toning colour
+    tint_hue: float
+
+    @property
+    def is_grayscale(self) -> bool:
+        return self.tone != "colour"
+
+
+def read_tone(rgb: np.ndarray) -> ToneReading:
+    """Tone of a float32 HxWx3 RGB photo in [0, 1]; monochrome ones carry their tint."""
+    lab = cv2.cvtColor(_analysis_copy(rgb), cv2.COLOR_RGB2Lab)
+    lightness = lab[..., 0]
+    centres, a_curve, b_curve = _toning_curve(lightness.ravel(), lab[..., 1].ravel(), lab[..., 2].ravel())
+    tone_a = np.interp(lightness, centres, a_curve).astype(np.float32)
+    tone_b = np.interp(lightness, centres, b_curve).astype(np.float32)
+    unexplained = _unexplained_chroma(lab, tone_a, tone_b)
+    tint_a, tint_b = float(tone_a.mean()), float(tone_b.mean())
+    tint_chroma = float(np.hypot(tint_a, tint_b))
+    tint_hue = float(np.degrees(np.arctan2(tint_b, tint_a)) % 360.0)
+    return ToneReading(_tone_label(unexplained, tint_chroma, tint_hue), unexplained, tint_chroma, tint_hue)
 
 
 def is_grayscale(rgb: np.ndarray) -> bool:
-    """True for greyscale and toned monochrome photos, False for colour photos.
+    """True for greyscale and toned monochrome photos, False for colour photos."""
+    return read_tone(rgb).is_grayscale
 
-    ``rgb`` is float32 HxWx3 in [0, 1].
-    """
-    lab = cv2.cvtColor(_analysis_copy(rgb), cv2.COLOR_RGB2Lab)
-    residual = _chroma_unexplained_by_lightness(lab)
-    return float(np.percentile(residual, RESIDUAL_PERCENTILE)) < MONOCHROME_RESIDUAL_LIMIT
+
+def tone(rgb: np.ndarray) -> str:
+    """"grey", "sepia", "cyanotype", "toned" or "colour"."""
+    return read_tone(rgb).tone
+
+
+def _tone_label(unexplained: float, tint_chroma: float, tint_hue: float) -> str:
+    if unexplained >= COLOUR_LIMIT:
+        return "colour"
+    if tint_chroma < GREY_TINT_LIMIT:
+        return "grey"
+    if SEPIA_HUES[0] <= tint_hue < SEPIA_HUES[1]:
+        return "sepia"
+    if CYANOTYPE_HUES[0] <= tint_hue < CYANOTYPE_HUES[1]:
+        return "cyanotype"
+    return "toned"
 
 
 def _analysis_copy(rgb: np.ndarray) -> np.ndarray:
@@ -60,21 +135,55 @@ def _analysis_copy(rgb: np.ndarray) -> np.ndarray:
     stride = max(1, max(rgb.shape[:2]) // (4 * ANALYSIS_LONG_SIDE))
     small = np.ascontiguousarray(rgb[::stride, ::stride, :3], dtype=np.float32)
     height, width = small.shape[:2]
-    scale = ANALYSIS_LONG_SIDE / max(height, width)
+    scale = min(ANALYSIS_LONG_SIDE / max(height, width), 1.0 / MIN_REDUCTION)
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(np.clip(small, 0.0, 1.0))
 
 
-def _chroma_unexplained_by_lightness(lab: np.ndarray) -> np.ndarray:
-    """Per-pixel distance in (a, b) from the photo's own lightness-to-chroma curve."""
-    lightness, a_channel, b_channel = lab[..., 0], lab[..., 1], lab[..., 2]
-    centres, a_curve, b_curve = _toning_curve(lightness.ravel(), a_channel.ravel(), b_channel.ravel())
-    a_residual = a_channel - np.interp(lightness, centres, a_curve).astype(np.float32)
-    b_residual = b_channel - np.interp(lightness, centres, b_curve).astype(np.float32)
+def _unexplained_chroma(lab: np.ndarray, tone_a: np.ndarray, tone_b: np.ndarray) -> float:
+    """Chroma-weighted high percentile of the smoothed chroma that the toning curve misses."""
+    a_channel, b_channel = lab[..., 1], lab[..., 2]
     window = (RESIDUAL_SMOOTHING, RESIDUAL_SMOOTHING)
-    return np.hypot(cv2.blur(a_residual, window), cv2.blur(b_residual, window))
+    a_residual, b_residual = _without_fading(
+        cv2.blur(a_channel - tone_a, window), cv2.blur(b_channel - tone_b, window),
+        cv2.blur(tone_a, window), cv2.blur(tone_b, window))
+    residual = np.hypot(a_residual, b_residual) - NOISE_MARGIN * _smoothed_noise(a_channel, b_channel)
+    chroma = np.hypot(cv2.blur(a_channel, window), cv2.blur(b_channel, window))
+    weights = np.maximum(chroma, WEIGHT_FLOOR)
+    return _weighted_percentile(np.maximum(residual, 0.0), weights, RESIDUAL_PERCENTILE)
+
+
+def _without_fading(
+    a_residual: np.ndarray, b_residual: np.ndarray, tone_a: np.ndarray, tone_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The residuals less any part that only moves a pixel from the print's tone towards neutral.
+
+    Damage to a toned print (white scratches, dust, dark dirt) and clipped highlights take the
+    tone away; they never add another hue. A colour photo's colours differ in other directions too.
+    """
+    strength = np.maximum(np.hypot(tone_a, tone_b), 1e-6)
+    unit_a, unit_b = tone_a / strength, tone_b / strength
+    fading = np.clip(-(a_residual * unit_a + b_residual * unit_b), 0.0, strength)
+    return a_residual + fading * unit_a, b_residual + fading * unit_b
+
+
+def _smoothed_noise(a_channel: np.ndarray, b_channel: np.ndarray) -> np.ndarray:
+    """Local standard deviation of the chroma noise left after RESIDUAL_SMOOTHING, per pixel."""
+    a_fine = a_channel - cv2.blur(a_channel, (3, 3))
+    b_fine = b_channel - cv2.blur(b_channel, (3, 3))
+    # For white noise of deviation s, a pixel minus its 3x3 mean has variance s^2 * 8/9; a box
+    # of w x w pixels divides the deviation by w.
+    variance = cv2.blur((a_fine**2 + b_fine**2) / 2, (NOISE_WINDOW, NOISE_WINDOW)) * (9 / 8)
+    return np.sqrt(np.maximum(variance, 0.0)) / RESIDUAL_SMOOTHING
+
+
+def _weighted_percentile(values: np.ndarray, weights: np.ndarray, percentile: float) -> float:
+    order = np.argsort(values, axis=None)
+    cumulative = np.cumsum(weights.ravel()[order], dtype=np.float64)
+    index = int(np.searchsorted(cumulative, cumulative[-1] * percentile / 100.0))
+    return float(values.ravel()[order[min(index, order.size - 1)]])
 
 
 def _toning_curve(

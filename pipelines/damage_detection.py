@@ -1,25 +1,156 @@
 """Where the damage is: the repair mask restore-photo fills.
 
-(Work in progress: today this is the straight-line pass of :mod:`pipelines.scratch_detection`;
-the curved-damage pass is added next.)
+Two passes, merged (a pixel either marks is repaired):
+
+1. The straight-line pass (:mod:`pipelines.scratch_detection`): long, straight, isolated lines
+   found without a model. High precision, blind to curves, cracks and dust.
+2. The learned pass: a small U-Net (:mod:`pipelines.models.damage_unet`, trained in this repo by
+   ``tools/train_damage_detector.py`` on scikit-image photos with synthetic damage) that gives a
+   damage probability per pixel; kept by hysteresis (pixels above LOW_THRESHOLD joined to a pixel
+   above HIGH_THRESHOLD), so a faint stretch of a scratch survives while isolated weak responses
+   on texture do not. It runs on a copy whose long side is at most DETECT_LONG_SIDE, in tiles.
+
+The weights ship in the package: no download, no bundle. The merged mask never covers a protected
+box (faces, when asked).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import functools
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 
 from pipelines.base import StepContext
-from pipelines.scratch_detection import band_masks
+from pipelines.scratch_detection import DETECT_LONG_SIDE, band_masks
+from pipelines.tiling import run_tiled
 
 STAGE = "Finding damage..."
+DETECTOR_ID = "damage-unet"
+# Hysteresis thresholds on the detector's probability, chosen on the training run's validation
+# split (tools/synth_damage.py, seeds apart from training), never on the held-out benchmark.
+HIGH_THRESHOLD = 0.5
+LOW_THRESHOLD = 0.3
+TILE, OVERLAP, MOD = 512, 64, 16  # windows include their context; sides a multiple of 2**levels
+STRAIGHT_SHARE = 0.3  # of the step's progress bar: the straight pass is cheap
 
 
 def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext) -> np.ndarray:
     """A bool HxW mask (True = repair here) for float RGB ``rgb`` in [0, 1]. Pixels inside
     ``protect_boxes`` ([x0, y0, x1, y1]) are never marked. Reports progress 0..1 on ``ctx``."""
+    mask = straight_line_mask(rgb, _share(ctx, 0.0, STRAIGHT_SHARE))
+    mask |= learned_mask(rgb, _share(ctx, STRAIGHT_SHARE, 1.0))
+    for x0, y0, x1, y1 in _whole_pixel_boxes(protect_boxes):
+        mask[y0:y1, x0:x1] = False
+    return mask
+
+
+def straight_line_mask(rgb: np.ndarray, ctx: StepContext) -> np.ndarray:
+    """The model-free pass, assembled from its bands."""
     full = np.zeros(rgb.shape[:2], bool)
-    for band in band_masks(rgb, protect_boxes, ctx, STAGE):
+    for band in band_masks(rgb, (), ctx, STAGE):
         first = band.rows[0] + band.owned.start
         full[first:band.rows[0] + band.owned.stop] = band.mask[band.owned]
     return full
+
+
+def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
+    """The learned pass at full resolution; ``model`` defaults to the packaged detector."""
+    probabilities = damage_probability(rgb, ctx, model)
+    mask = hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD)
+    if mask.shape != rgb.shape[:2]:
+        mask = cv2.resize(mask.view(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return mask
+
+
+def damage_probability(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
+    """Per-pixel damage probability (float32) on the detection copy of ``rgb``."""
+    detector = model if model is not None else packaged_detector(ctx.device, ctx.threads)
+    small = detection_copy(rgb)
+    probabilities = run_tiled(small, _window_runner(detector), scale=1, tile=TILE, overlap=OVERLAP, mod=MOD,
+                              on_tile=lambda done, total: ctx.progress(done / total, STAGE),
+                              check_cancelled=ctx.check_cancelled, channels=1)
+    return probabilities[..., 0]
+
+
+def detection_copy(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` area-averaged to a long side of at most DETECT_LONG_SIDE (a thin line fades but
+    stays where it was; the detector was trained on lines of 0.5-3 px at this scale)."""
+    height, width = rgb.shape[:2]
+    factor = -(-max(height, width) // DETECT_LONG_SIDE)
+    pixels = np.ascontiguousarray(rgb[..., :3], dtype=np.float32)
+    if factor == 1:
+        return pixels
+    size = (-(-width // factor), -(-height // factor))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Pixels above ``low`` whose 8-connected region reaches above ``high``."""
+    weak = (values > low).astype(np.uint8)
+    if not weak.any():
+        return weak.astype(bool)
+    count, labels = cv2.connectedComponents(weak, connectivity=8)
+    strong_labels = np.unique(labels[values > high])
+    keep = np.zeros(count, bool)
+    keep[strong_labels[strong_labels > 0]] = True
+    return keep[labels]
+
+
+def _window_runner(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    precision = getattr(model, "precision", None)
+    device = next(model.parameters()).device
+
+    def run_window(window: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1))).unsqueeze(0)
+        tensor = tensor.to(device).contiguous(memory_format=torch.channels_last)
+        autocast = precision.autocast(device.type) if precision else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            logits = model(tensor)
+        return torch.sigmoid(logits.float())[0].permute(1, 2, 0).cpu().numpy()
+
+    return run_window
+
+
+@functools.lru_cache(maxsize=4)
+def packaged_detector(device: str, threads: int) -> Any:
+    """The shipped detector, loaded once per worker and device, with its precision decided once
+    (fp16 on CUDA; bf16 on a CPU with bf16 units when its probabilities match fp32's)."""
+    import torch
+
+    from pipelines.models.damage_unet import PACKAGED_WEIGHTS
+    from pipelines.models.loaders import load_model
+    from pipelines.precision import cpu_has_bf16_units, decide_precision
+
+    if device == "cpu" and torch.get_num_threads() != max(1, threads):
+        torch.set_num_threads(max(1, threads))
+    model = load_model(DETECTOR_ID, PACKAGED_WEIGHTS, device).to(memory_format=torch.channels_last)
+    model.precision = decide_precision(device, lambda: _bf16_agreement_db(model), channels_last=True,
+                                       bf16_allowed=cpu_has_bf16_units, name="damage detector")
+    return model
+
+
+def _bf16_agreement_db(model: Any) -> float:
+    """PSNR of the bf16 probabilities against fp32 on the calibration card."""
+    from pipelines.precision import FP32_CPU, Precision, calibration_image, psnr
+
+    card = calibration_image(128)
+    maps = []
+    for precision in (FP32_CPU, Precision("bf16", "cpu", channels_last=True)):
+        model.precision = precision
+        maps.append(_window_runner(model)(card))
+    return psnr(maps[0], maps[1])
+
+
+def _share(ctx: StepContext, start: float, stop: float) -> StepContext:
+    """``ctx`` with progress mapped into [start, stop] of its bar."""
+    return replace(ctx, report=lambda fraction, stage: ctx.progress(start + (stop - start) * fraction, stage))
+
+
+def _whole_pixel_boxes(boxes: Sequence[Sequence[float]]) -> list[tuple[int, int, int, int]]:
+    whole = [(np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)) for x0, y0, x1, y1 in boxes]
+    return [(max(0, int(x0)), max(0, int(y0)), max(0, int(x1)), max(0, int(y1))) for x0, y0, x1, y1 in whole]

@@ -114,8 +114,10 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def run_tiled(image: np.ndarray, network: WindowFn, *, scale: int, tile: int, overlap: int, mod: int = 1,
-              on_tile: ProgressFn | None = None, check_cancelled: Callable[[], None] | None = None) -> np.ndarray:
-    """Run ``network`` over ``image`` (float32 HxWxC) window by window; return (H*s)x(W*s)xC float32.
+              on_tile: ProgressFn | None = None, check_cancelled: Callable[[], None] | None = None,
+              channels: int | None = None) -> np.ndarray:
+    """Run ``network`` over ``image`` (float32 HxWxC) window by window; return (H*s)x(W*s)xC' float32,
+    where C' is ``channels`` (default: C, the input's).
 
     ``on_tile(done, total)`` is called after every window; ``check_cancelled()`` before every
     window (it raises to stop). Windows are at most ``tile`` px per side, context included.
@@ -128,7 +130,8 @@ def run_tiled(image: np.ndarray, network: WindowFn, *, scale: int, tile: int, ov
     cols = plan_axis(image.shape[1], tile, overlap, mod)
     padded = np.pad(image, ((rows.pad_before, rows.pad_after), (cols.pad_before, cols.pad_after), (0, 0)),
                     mode="reflect")
-    output = np.zeros((image.shape[0] * scale, image.shape[1] * scale, image.shape[2]), np.float32)
+    channels = image.shape[2] if channels is None else channels
+    output = np.zeros((image.shape[0] * scale, image.shape[1] * scale, channels), np.float32)
     _blend_windows(padded, network, output, (rows, cols), scale, on_tile, check_cancelled)
     return output
 
@@ -143,7 +146,8 @@ def _blend_windows(padded: np.ndarray, network: WindowFn, output: np.ndarray, pl
         for col, left in enumerate(cols.starts):
             if check_cancelled is not None:
                 check_cancelled()
-            result = _run_window(network, padded[top : top + rows.window, left : left + cols.window], scale)
+            window = padded[top : top + rows.window, left : left + cols.window]
+            result = _run_window(network, window, scale, output.shape[2])
             out_cols, win_cols = cols.placement(col, scale)
             weight = row_weights[row][win_rows, None, None] * col_weights[col][None, win_cols, None]
             output[out_rows, out_cols] += result[win_rows, win_cols] * weight
@@ -152,9 +156,9 @@ def _blend_windows(padded: np.ndarray, network: WindowFn, output: np.ndarray, pl
                 on_tile(done, total)
 
 
-def _run_window(network: WindowFn, window: np.ndarray, scale: int) -> np.ndarray:
+def _run_window(network: WindowFn, window: np.ndarray, scale: int, channels: int) -> np.ndarray:
     result = network(np.ascontiguousarray(window))
-    expected = (window.shape[0] * scale, window.shape[1] * scale, window.shape[2])
+    expected = (window.shape[0] * scale, window.shape[1] * scale, channels)
     if result.shape != expected:
         raise ValueError(f"the network returned {result.shape} for a {window.shape} window; expected {expected}")
     return result

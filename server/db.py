@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     input_name TEXT NOT NULL,
     input_file TEXT NOT NULL,
+    mask_file TEXT NOT NULL DEFAULT '',
     input_size INTEGER NOT NULL,
     input_format TEXT NOT NULL,
     output_stem TEXT NOT NULL,
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _JSON_FIELDS = {"params", "plan", "skipped", "result", "error", "meta"}
+# Columns added after the first release; a database made before gets them with these definitions.
+_ADDED_COLUMNS = {"mask_file": "TEXT NOT NULL DEFAULT ''"}
 _COLUMNS = [f.name for f in fields(Job)]
 
 
@@ -63,9 +66,16 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
     # -- jobs -------------------------------------------------------------------------------
     def insert_job(self, job: Job, *, event: tuple[int, str, dict]) -> None:

@@ -54,6 +54,7 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     input_name: str = ""
     input_file: str = ""
+    mask_file: str = ""  # the caller's repair mask in the job folder (restore-photo); "" without one
     input_size: int = 0
     input_format: str = ""
     output_stem: str = "result"

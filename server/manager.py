@@ -238,7 +238,8 @@ class JobManager:
         return WorkItem(job_id=job.id, tool=job.tool, plan=job.plan, input_path=str(folder / job.input_file),
                         output_dir=str(folder), output_stem=job.output_stem,
                         input_format=job.input_format,
-                        options=_output_options(job))
+                        options=_output_options(job),
+                        mask_path=str(folder / job.mask_file) if job.mask_file else None)
 
 
 def _output_options(job: Job) -> dict[str, Any]:

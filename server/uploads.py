@@ -2,7 +2,8 @@
 
 Settings may come as one JSON string field (``settings``, as in seed 001), as individual form
 fields, or as a JSON request body. The file is written to a temporary file in the data directory
-while its size is counted, so memory stays bounded whatever the upload size.
+while its size is counted, so memory stays bounded whatever the upload size; so is a second
+image, the repair mask, where the route takes one (multipart part ``mask``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from aiohttp import BodyPartReader, web
 from server.errors import InvalidParams, PayloadTooLarge
 
 FILE_FIELDS = ("file",)
+MASK_FIELD = "mask"
 _MAX_FIELD_BYTES = 64 * 1024
 _MAX_FIELDS = 64
 _CHUNK = 256 * 1024
@@ -41,19 +43,23 @@ class StoredUpload:
 class Submission:
     fields: dict[str, Any] = field(default_factory=dict)
     upload: StoredUpload | None = None
+    mask: StoredUpload | None = None  # white = repair here (restore-photo)
 
     def discard(self) -> None:
-        if self.upload is not None:
-            self.upload.discard()
+        for stored in (self.upload, self.mask):
+            if stored is not None:
+                stored.discard()
 
 
 async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
-                          file_fields: tuple[str, ...] = FILE_FIELDS) -> Submission:
-    if request.content_length is not None and request.content_length > max_bytes + _MAX_FIELD_BYTES * 4:
+                          file_fields: tuple[str, ...] = FILE_FIELDS, mask_field: str | None = None) -> Submission:
+    """``max_bytes`` caps each stored image (the photo, and the mask where ``mask_field`` is given)."""
+    images = 2 if mask_field else 1
+    if request.content_length is not None and request.content_length > images * max_bytes + _MAX_FIELD_BYTES * 4:
         raise _too_large(max_bytes)
     content_type = request.content_type
     if content_type == "multipart/form-data":
-        return await _read_multipart(request, tmp_dir, max_bytes, file_fields)
+        return await _read_multipart(request, tmp_dir, max_bytes, file_fields, mask_field)
     if content_type == "application/json":
         return Submission(fields=_json_object(await _read_limited(request), "request body"))
     if content_type == "application/x-www-form-urlencoded":
@@ -63,7 +69,7 @@ async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
 
 
 async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
-                          file_fields: tuple[str, ...]) -> Submission:
+                          file_fields: tuple[str, ...], mask_field: str | None) -> Submission:
     reader = await request.multipart()
     submission = Submission()
     fields: dict[str, str] = {}
@@ -75,6 +81,10 @@ async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
                 if submission.upload is not None:
                     raise InvalidParams("Send exactly one image per request.", code="TOO_MANY_FILES")
                 submission.upload = await _store_part(part, tmp_dir, max_bytes)
+            elif mask_field is not None and part.name == mask_field:
+                if submission.mask is not None:
+                    raise InvalidParams("Send at most one mask per request.", code="TOO_MANY_FILES")
+                submission.mask = await _store_part(part, tmp_dir, max_bytes)
             elif part.name:
                 if len(fields) >= _MAX_FIELDS:
                     raise InvalidParams("Too many form fields.", code="TOO_MANY_FIELDS")

@@ -24,7 +24,7 @@ def public_result(job: Job, raw: Mapping[str, Any], result_type: str,
     files = raw["files"]
     results = [{"resultType": result_type, "downloadUrl": download_url(job.id, files["output"])}]
     results += [{"resultType": kind, "downloadUrl": download_url(job.id, name)}
-                for kind, name in files.items() if kind not in ("output", "preview")]
+                for kind, name in files.items() if kind not in ("output", "preview", "damageMask")]
     result: dict[str, Any] = {
         "jobId": job.id,
         "downloadUrl": download_url(job.id, files["output"]),
@@ -37,12 +37,15 @@ def public_result(job: Job, raw: Mapping[str, Any], result_type: str,
         "steps": raw["steps"],
         "skipped": list(job.skipped) + list(raw["skipped"]),
         "isGrayscale": raw["isGrayscale"],
+        "tone": raw.get("tone"),
         **defaults,
         **raw["measurements"],
         "timings": raw["timings"],
         "results": results,
         "files": sorted(files.values()),
     }
+    if "damageMask" in files:  # white = the pixels the job repaired
+        result["damageMaskUrl"] = download_url(job.id, files["damageMask"])
     return result
 
 

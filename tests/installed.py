@@ -15,7 +15,7 @@ import pytest
 from bundles import MANIFEST_DIR
 from server.bundles.catalog import BundleCatalog
 from server.bundles.installer import Installer
-from tests.models import manifest_toml, sha256
+from tests.models import lama_torchscript, manifest_toml, sha256
 
 
 def _model(model_id: str, path: Path, loader: str) -> dict:
@@ -65,7 +65,8 @@ def _template_with(root: Path, bundle: str, models: list[dict], tools: tuple[str
 
 
 def build_face_template(root: Path) -> tuple[Path, Path]:
-    """photo-restoration with random weights in the official layouts; the detector finds no faces."""
+    """photo-restoration with random weights in the official layouts (LaMa: a tiny TorchScript in
+    big-lama.pt's interface); the detector finds no faces."""
     from pipelines.models.face_helpers import save_random_parsenet, save_random_retinaface
     from pipelines.models.gfpgan import save_random_gfpgan
 
@@ -74,7 +75,8 @@ def build_face_template(root: Path) -> tuple[Path, Path]:
     specs = [("gfpgan-v1.4", save_random_gfpgan(files / "GFPGANv1.4.pth"), "gfpgan-v1-clean"),
              ("retinaface-resnet50", save_random_retinaface(files / "detection_Resnet50_Final.pth"),
               "retinaface-resnet50"),
-             ("parsenet", save_random_parsenet(files / "parsing_parsenet.pth"), "parsenet")]
+             ("parsenet", save_random_parsenet(files / "parsing_parsenet.pth"), "parsenet"),
+             ("big-lama", lama_torchscript(files / "big-lama.pt"), "lama-torchscript")]
     return _template_with(root, "photo-restoration", [_model(mid, path, loader) for mid, path, loader in specs],
                           ("face-enhance",))
 

@@ -40,6 +40,32 @@ def srvgg_checkpoint(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def lama_torchscript(path: Path, seed: int = 0) -> Path:
+    """A TorchScript file in big-lama.pt's interface (IOPaint's LaMa): ``forward(image, mask)``,
+    image (1, 3, H, W) RGB in [0, 1], mask (1, 1, H, W) of 0/1, out (1, 3, H, W) in [0, 1]; 126
+    random weights. Like the real network it fails unless H and W are multiples of 8."""
+    import torch
+    import torch.nn.functional as F
+
+    class TinyLama(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.local = torch.nn.Conv2d(4, 3, 3, padding=1)
+            self.coarse = torch.nn.Conv2d(4, 3, 1)
+
+        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            x = torch.cat([image * (1 - mask), mask], dim=1)
+            # Down 8x and back, as LaMa's encoder and decoder do: other sizes do not add up.
+            coarse = F.interpolate(F.avg_pool2d(x, 8), scale_factor=8.0, mode="nearest")
+            return torch.sigmoid(self.local(x) + self.coarse(coarse))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = TinyLama().eval()
+    torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

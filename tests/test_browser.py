@@ -6,6 +6,8 @@ it, so there they always run.
 """
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
@@ -14,7 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from tests.conftest import astronaut, encode, noisy_photo
 from tests.server_process import ROOT, ServerProcess
@@ -192,3 +196,60 @@ def test_progress_survives_a_server_restart(browser, server, tmp_path):
     server.start_blocking()  # same port: the page's EventSource comes back by itself
     wait(browser, lambda d: text(d, "stage") == "Done", timeout=240)
     assert browser.find_element("id", "result").is_displayed()
+
+
+def scratched_png(width: int = 480, height: int = 360) -> bytes:
+    """The astronaut with a bright 2 px scratch across it, as PNG."""
+    picture = Image.fromarray(astronaut()).resize((width, height))
+    ImageDraw.Draw(picture).line([(20, 30), (width - 25, height - 40)], fill=(250, 250, 250), width=2)
+    return encode(np.asarray(picture), "PNG")
+
+
+def white_pixels(url: str) -> tuple[int, int, int]:
+    """(width, height, white pixels) of a damage-mask PNG served at ``url``."""
+    with urllib.request.urlopen(url) as resp:
+        mask = Image.open(io.BytesIO(resp.read()))
+    return mask.width, mask.height, int((np.asarray(mask) == 255).sum())
+
+
+def test_damage_overlay_and_run_again_with_a_painted_mask(browser, server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    open_page(browser, server)
+    choose(browser, photo_file(tmp_path, "scratched.png", scratched_png()))
+    browser.find_element("id", "opt-denoise").click()  # off: only the repair matters here
+    browser.find_element("id", "submit").click()
+    wait(browser, lambda d: text(d, "stage") == "Done")
+    wait(browser, lambda d: d.find_element("id", "after").get_property("naturalWidth") > 0)
+    overlay = browser.find_element("id", "damage-overlay")
+    assert not overlay.is_displayed()
+    browser.find_element("id", "show-damage").click()
+    wait(browser, lambda d: overlay.is_displayed())
+    shot(browser, "10-damage-overlay", "result")
+    tinted = browser.execute_script("""
+        const c = document.getElementById('damage-overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return [c.width, c.height, n];""")
+    detected = white_pixels(browser.find_element("link text", "Download damage mask").get_attribute("href"))
+    assert tinted == list(detected) and detected[:2] == (480, 360) and detected[2] > 0
+
+    browser.find_element("id", "paint-toggle").click()
+    canvas = browser.find_element("id", "paint-canvas")
+    photo = browser.find_element("id", "paint-photo")
+    wait(browser, lambda d: canvas.is_displayed() and photo.get_property("naturalWidth") > 0)
+    assert not browser.find_element("id", "paint-run").is_enabled()
+    ActionChains(browser).move_to_element_with_offset(canvas, -80, -40).click_and_hold() \
+        .move_by_offset(60, 20).move_by_offset(60, 20).release().perform()
+    shot(browser, "11-painted-mask", "paint")
+    browser.find_element("id", "opt-scratchRemoval").click()  # off: repair only what was painted
+    browser.find_element("id", "paint-run").click()
+    wait(browser, lambda d: "with your mask" in text(d, "recent") and text(d, "stage") == "Done")
+    job_id = browser.execute_script("return JSON.parse(localStorage.getItem('restora.recentJobs'))[0].jobId")
+    with urllib.request.urlopen(f"{server.base}/api/v1/jobs/{job_id}") as resp:
+        job = json.load(resp)
+    assert job["params"]["scratchRemoval"] is False and job["result"]["steps"] == ["scratch_removal"]
+    stored = server.data_dir / "jobs" / job_id / "mask.png"
+    painted = white_pixels(stored.as_uri())  # the mask part the page sent, as the server stored it
+    repaired = white_pixels(server.base + job["result"]["damageMaskUrl"])
+    assert painted == repaired and painted[:2] == (480, 360) and 0 < painted[2] < 0.2 * 480 * 360

@@ -53,6 +53,8 @@ def build_loader_registry() -> Registry[Loader]:
     registry.register("retinaface-resnet50", _lazy("pipelines.models.face_helpers", "load_retinaface"))
     registry.register("parsenet", _lazy("pipelines.models.face_helpers", "load_parsenet"))
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
+    registry.register("damage-unet", _lazy("pipelines.models.damage_unet", "load_damage_unet"))
+    registry.register("lama-torchscript", _lazy("pipelines.models.lama", "load_lama"))
     registry.register("rembg", _lazy("pipelines.models.rembg_sessions", "load_session"))
     return registry
 

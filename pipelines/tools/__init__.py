@@ -15,6 +15,8 @@ class InputInfo:
     width: int
     height: int
     format: str
+    # The caller sent a mask of pixels to repair (restore-photo's ``mask`` upload).
+    has_mask: bool = False
 
     @property
     def long_side(self) -> int:
@@ -51,6 +53,8 @@ class Tool:
     output_size: Callable[[ValidParams, InputInfo], tuple[int, int]] = same_size
     # The output format when the caller names none; None follows the input's format.
     default_format: str | None = None
+    # Whether the tool takes a ``mask`` upload (white = repair here); others refuse one.
+    accepts_mask: bool = False
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]

@@ -19,15 +19,18 @@ PARAMS = (
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     # Order from the contract: scratch repair, faces, denoise, then colorize last.
     wanted = [
-        ("scratchRemoval", StepCall("scratch_removal")),
+        ("scratchRemoval", StepCall("scratch_removal", {"detect": params["scratchRemoval"]})),
         ("faceEnhancement", StepCall("face_enhancement", {"fidelity": params["fidelity"]}, models=FACE_MODELS)),
         ("denoise", StepCall("denoise", {"strength": params["denoiseStrength"]})),
         ("colorize", StepCall("colorize", {"strength": params["colorizeStrength"]}, models=COLOR_MODELS)),
     ]
+    # A user mask is repaired by the scratch step: with detection, or (scratchRemoval off) instead of it.
+    runs = {flag: bool(params[flag]) for flag, _ in wanted}
+    runs["scratchRemoval"] = runs["scratchRemoval"] or info.has_mask
     return [
         StepCall(call.step, call.params, explicit=flag in params.explicit, models=call.models)
         for flag, call in wanted
-        if params[flag]
+        if runs[flag]
     ]
 
 
@@ -38,5 +41,6 @@ TOOL = Tool(
     plan=plan,
     output_suffix="restored",
     result_type="restored",
-    result_defaults={"scratchCoverage": None, "facesEnhanced": 0, "colorized": False},
+    result_defaults={"scratchCoverage": None, "facesEnhanced": 0, "colorized": False, "damageMaskUrl": None},
+    accepts_mask=True,
 )

@@ -22,6 +22,7 @@ class WorkItem:
     output_stem: str
     input_format: str
     options: dict[str, Any] = field(default_factory=dict)
+    mask_path: str | None = None  # the caller's repair mask (restore-photo), in the job folder
 
     def to_message(self) -> dict[str, Any]:
         return {"op": "run", "job": self.__dict__}

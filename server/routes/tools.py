@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
@@ -17,10 +18,11 @@ from pipelines.tools import InputInfo, Tool
 from server.access import check_rate
 from server.errors import ApiError, InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.jobs import Job
+from server.masks import MASK_FILE, normalised_mask
 from server.planning import resolve_plan
 from server.fetch import FetchPolicy, fetch_image
 from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS, STEPS, TOOLS
-from server.uploads import FILE_FIELDS, StoredUpload, Submission, read_submission, safe_stem
+from server.uploads import FILE_FIELDS, MASK_FIELD, StoredUpload, Submission, read_submission, safe_stem
 
 routes = web.RouteTableDef()
 URL_FIELDS = ("image_url", "imageUrl")
@@ -36,7 +38,7 @@ async def list_tools(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.Response:
     refuse_when_draining(request.app)
     tool = _lookup_tool(request)
-    submission = await read_source(request)
+    submission = await read_source(request, mask_field=MASK_FIELD)
     try:
         job = await create_job(request.app, tool, submission)
     finally:
@@ -56,24 +58,48 @@ async def create_job(app: web.Application, tool: Tool, submission: Submission,
     header = await inspect_upload(app, upload)
     if check_header is not None:
         check_header(header)
-    info = InputInfo(width=header.width, height=header.height, format=header.format)
+    _check_mask_accepted(tool, submission)
+    info = InputInfo(width=header.width, height=header.height, format=header.format,
+                     has_mask=submission.mask is not None)
     try:
         params = validate(tool.params, params_override if params_override is not None else submission.fields)
         _check_output_size(app, tool.output_size(params, info))
         plan, skipped = resolve_plan(tool, params, info, app[STEPS], app[BUNDLES])
     except ParamError as exc:
         raise InvalidParams("Some parameters are invalid: " + str(exc), fields=exc.problems) from None
+    if submission.mask is not None:
+        await _normalise_mask(app, submission, header)
     values = dict(params.values)
     if values.get("outputFormat") is None and tool.default_format:
         values["outputFormat"] = tool.default_format
     job_id = str(uuid.uuid4())
     job = Job(id=job_id, kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped, meta=meta or {},
               input_name=upload.filename, input_size=upload.size, input_format=header.format,
-              input_file=f"input.{header.format}", output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
-    folder = app[MANAGER].job_dir(job_id)
+              input_file=f"input.{header.format}", mask_file=MASK_FILE if submission.mask else "",
+              output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
+    _move_into_job_folder(app[MANAGER].job_dir(job_id), job, upload, submission.mask)
+    return app[MANAGER].create(job)
+
+
+def _move_into_job_folder(folder: Path, job: Job, upload: StoredUpload, mask: StoredUpload | None) -> None:
     folder.mkdir(parents=True)
     os.replace(upload.path, folder / job.input_file)
-    return app[MANAGER].create(job)
+    if mask is not None:
+        os.replace(mask.path, folder / job.mask_file)
+
+
+async def _normalise_mask(app: web.Application, submission: Submission, header: ImageHeader) -> None:
+    """Swap the uploaded mask for its checked, normalised copy (the caller removes it on error)."""
+    assert submission.mask is not None
+    uploaded = submission.mask
+    submission.mask = await normalised_mask(app, uploaded, header)
+    uploaded.discard()
+
+
+def _check_mask_accepted(tool: Tool, submission: Submission) -> None:
+    if submission.mask is not None and not tool.accepts_mask:
+        raise InvalidParams(f"'{tool.name}' takes no mask; only restore-photo repairs a mask you send.",
+                            code="MASK_NOT_ACCEPTED", field="mask")
 
 
 def refuse_when_draining(app: web.Application) -> None:
@@ -83,14 +109,15 @@ def refuse_when_draining(app: web.Application) -> None:
 
 
 async def read_source(request: web.Request, file_fields: tuple[str, ...] = FILE_FIELDS,
-                      max_bytes: int | None = None) -> Submission:
+                      max_bytes: int | None = None, mask_field: str | None = None) -> Submission:
     """Rate and queue checks, then the fields and the one image (uploaded, or fetched from a URL),
-    at most ``max_bytes`` (never over the server's upload limit). The file is removed on error."""
+    at most ``max_bytes`` (never over the server's upload limit), and a mask where ``mask_field``
+    names its part. The files are removed on error."""
     check_rate(request, request.app[LIMITS]["submit"])
     check_capacity(request)
     settings = request.app[SETTINGS]
     limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
-    submission = await read_submission(request, settings.tmp_dir, limit, file_fields)
+    submission = await read_submission(request, settings.tmp_dir, limit, file_fields, mask_field)
     try:
         await attach_url_source(request.app, submission, limit)
     except BaseException:

@@ -5,9 +5,12 @@ import { showComparison } from "./compare.js";
 import { explain } from "./errors.js";
 import { readSettings, renderOptions } from "./form.js";
 import { follow, recentJobs, refreshStates, remember, stageText } from "./jobs.js";
+import { Corrections } from "./mask.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { tools: new Map(), file: null, fileUrl: null, fileJobId: null, jobId: null, source: null };
+const state = { tools: new Map(), file: null, fileUrl: null, fileJobId: null, jobId: null, source: null,
+                corrections: null };
+const MASK_TOOL = "restore-photo"; // the tool that takes a painted mask
 
 async function init() {
   setupTabs();
@@ -15,6 +18,7 @@ async function init() {
   $("job-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", cancel);
   $("tool").addEventListener("change", selectTool);
+  state.corrections = new Corrections({ onRun: runAgainWithMask, onError: showError });
   try {
     const { tools } = await api("/api/v1/tools");
     for (const tool of tools) {
@@ -75,16 +79,23 @@ function selectTool() {
 async function submit(event) {
   event.preventDefault();
   if (!state.file) return;
-  hideError();
   const tool = state.tools.get($("tool").value);
+  await send(tool, readSettings($("options"), tool), null);
+}
+
+// The chosen photo to `tool`, with a painted `mask` (a PNG blob) when there is one.
+async function send(tool, settings, mask) {
+  hideError();
   const body = new FormData();
   body.append("file", state.file, state.file.name);
-  body.append("settings", JSON.stringify(readSettings($("options"), tool)));
+  body.append("settings", JSON.stringify(settings));
+  if (mask) body.append("mask", mask, "mask.png");
   $("submit").disabled = true;
   try {
     const { jobId } = await api(`/api/v1/tools/${tool.name}`, { method: "POST", body });
     state.fileJobId = jobId;
-    remember({ jobId, tool: tool.name, name: state.file.name, createdAt: Date.now(), state: "queued" });
+    const name = mask ? `${state.file.name} (with your mask)` : state.file.name;
+    remember({ jobId, tool: tool.name, name, createdAt: Date.now(), state: "queued" });
     renderRecent(recentJobs());
     watch(jobId);
   } catch (problem) {
@@ -92,6 +103,13 @@ async function submit(event) {
   } finally {
     $("submit").disabled = false;
   }
+}
+
+// "Run again with this mask": the same photo to restore-photo, with the painted mask.
+async function runAgainWithMask(mask) {
+  const tool = state.tools.get(MASK_TOOL);
+  // The options shown are restore-photo's unless the person switched tools since.
+  await send(tool, $("tool").value === MASK_TOOL ? readSettings($("options"), tool) : {}, mask);
 }
 
 function watch(jobId) {
@@ -132,6 +150,8 @@ function showResult(result) {
   // "Before" is the file chosen here only for the job made from it (not for a reopened one).
   const before = result.jobId === state.fileJobId ? state.fileUrl : withKey(result.previewUrl);
   showComparison($("compare"), before, withKey(result.previewUrl));
+  // Painting needs the photo itself: only for the job made from the file chosen here.
+  state.corrections.show(result, result.jobId === state.fileJobId ? state.fileUrl : null);
   const rows = [
     ["Size", `${result.width} × ${result.height} px, ${megabytes(result.processedSize)} (was ${megabytes(result.originalSize)})`],
     ["Steps run", result.steps.join(", ") || "none"],
@@ -146,11 +166,13 @@ function showResult(result) {
     const dd = document.createElement("dd"); dd.textContent = value;
     return [dt, dd];
   }));
-  $("downloads").replaceChildren(...result.results.map((item) => {
+  const files = result.results.map((item) => [item.downloadUrl, `Download ${item.resultType.replace("_", " ")}`]);
+  if (result.damageMaskUrl) files.push([result.damageMaskUrl, "Download damage mask"]);
+  $("downloads").replaceChildren(...files.map(([url, label]) => {
     const a = document.createElement("a");
-    a.href = withKey(item.downloadUrl);
-    a.download = item.downloadUrl.split("/").pop();
-    a.textContent = `Download ${item.resultType.replace("_", " ")}`;
+    a.href = withKey(url);
+    a.download = url.split("/").pop();
+    a.textContent = label;
     return a;
   }));
 }

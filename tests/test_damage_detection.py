@@ -1,0 +1,162 @@
+"""Damage the detector must find (curved scratches, cracks, dust, film scratches, folds) and the
+clean thin-line textures it must leave alone, through the real scratch step and its fill.
+
+The damage here is drawn by this file (not by tools/synth_damage.py, the training generator), on
+scikit-image photos; the held-out figures are bench/restore_quality.py's.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipelines.base import Picture
+from pipelines.damage_detection import detect_damage, hysteresis, learned_mask
+from pipelines.steps.scratch_removal import STEP
+from tests.conftest import photo, step_context
+
+SUPER = 4
+DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def _polyline(canvas: np.ndarray, points: np.ndarray, width: float) -> None:
+    pts = np.round(points * SUPER).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(canvas, [pts], False, 1.0, max(1, round(width * SUPER)), cv2.LINE_AA)
+
+
+def curved_scratch(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    xs = np.linspace(0.05 * w, 0.95 * w, 200)
+    ys = h * (0.5 + 0.25 * np.sin(xs / w * 5 + rng.uniform(0, 3))) + rng.normal(0, 0.2, 200).cumsum()
+    canvas = np.zeros((h * SUPER, w * SUPER), np.float32)
+    _polyline(canvas, np.stack([xs, ys], 1), 2.0)
+    return canvas
+
+
+def crack(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    canvas = np.zeros((h * SUPER, w * SUPER), np.float32)
+    branches = [(np.array([0.2 * w, 0.3 * h]), 0.6, 0.7 * w)]
+    for depth in range(3):
+        grown = []
+        for start, heading, length in branches:
+            turns = heading + np.cumsum(rng.normal(0, 0.15, 120))
+            points = start + np.cumsum(np.stack([np.cos(turns), np.sin(turns)], 1) * length / 120, 0)
+            _polyline(canvas, points, 1.2)
+            grown += [(points[k], heading + s * 0.9, length * 0.5) for k, s in ((40, 1), (80, -1))]
+        branches = grown
+    return canvas
+
+
+def dust(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    canvas = np.zeros((h * SUPER, w * SUPER), np.float32)
+    for _ in range(60):
+        centre = (int(rng.uniform(0.05, 0.95) * w * SUPER), int(rng.uniform(0.05, 0.95) * h * SUPER))
+        cv2.circle(canvas, centre, int(rng.uniform(1, 4) * SUPER), 1.0, -1, cv2.LINE_AA)
+    return canvas
+
+
+def film_scratch(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    ys = np.linspace(0, h - 1, 150)
+    canvas = np.zeros((h * SUPER, w * SUPER), np.float32)
+    for x0 in (0.3 * w, 0.7 * w):
+        _polyline(canvas, np.stack([x0 + 4 * np.sin(ys / 60 + rng.uniform(0, 6)), ys], 1), 1.5)
+    return canvas
+
+
+def fold(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    canvas = np.zeros((h * SUPER, w * SUPER), np.float32)
+    _polyline(canvas, np.array([[0, 0.55 * h], [w - 1, 0.42 * h]]), 3.0)
+    return canvas
+
+
+def damaged(clean: np.ndarray, draw, seed: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    h, w = clean.shape[:2]
+    coverage = cv2.resize(draw((h, w), rng), (w, h), interpolation=cv2.INTER_AREA)[..., None]
+    image = clean * (1 - coverage) + level * coverage
+    truth = np.abs(image - clean).max(axis=2) > 6 / 255
+    return image.astype(np.float32), truth
+
+
+def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a[where] - b[where]) ** 2)))
+
+
+def tolerant(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    recall = (truth & (cv2.dilate(found.astype(np.uint8), DISC5) > 0)).sum() / truth.sum()
+    precision = (found & (cv2.dilate(truth.astype(np.uint8), DISC5) > 0)).sum() / max(found.sum(), 1)
+    return float(recall), float(precision)
+
+
+DAMAGE = {"curved": curved_scratch, "crack": crack, "dust": dust, "film": film_scratch, "fold": fold}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+@pytest.mark.parametrize("name,level", [("astronaut", 0.95), ("coffee", 0.05), ("camera", 0.92)])
+def test_each_kind_of_damage_is_found_and_repaired_and_nothing_else_moves(kind, name, level):
+    clean = photo(name)
+    image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
+    outcome = STEP.run(Picture(image), {}, step_context())
+    recall, precision = tolerant(outcome.damage_mask, truth)
+    assert recall >= 0.8 and precision >= 0.8, (recall, precision)
+    gain = psnr(outcome.image.rgb, clean, truth) - psnr(image, clean, truth)
+    assert gain >= 8.0
+    outside = cv2.dilate(truth.astype(np.uint8), DISC5) == 0
+    assert psnr(outcome.image.rgb, clean, outside) >= psnr(image, clean, outside) - 0.5
+
+
+def _noisy(clean: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(clean + rng.normal(0, 4 / 255, clean.shape).astype(np.float32), 0, 1)
+    encoded = cv2.imencode(".jpg", (noisy * 255).round().astype(np.uint8)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
+
+
+HARD_NEGATIVES = ("text", "page", "brick", "gravel", "grass", "clock", "coins", "astronaut", "chelsea", "rocket")
+
+
+@pytest.mark.parametrize("name", HARD_NEGATIVES)
+def test_clean_thin_line_textures_are_left_alone(name):
+    clean = photo(name)
+    outcome = STEP.run(Picture(clean), {}, step_context())
+    assert outcome.measurements["scratchCoverage"] < 0.5
+    changed = np.ones(clean.shape[:2], bool)
+    assert psnr(outcome.image.rgb, clean, changed) >= 40.0
+
+
+@pytest.mark.parametrize("name", HARD_NEGATIVES)
+def test_noisy_jpeg_textures_are_left_alone(name):
+    clean = photo(name)
+    noisy = _noisy(clean, seed=3)
+    outcome = STEP.run(Picture(noisy), {}, step_context())
+    assert outcome.measurements["scratchCoverage"] < 0.5
+    everywhere = np.ones(clean.shape[:2], bool)
+    assert psnr(outcome.image.rgb, clean, everywhere) >= psnr(noisy, clean, everywhere) - 0.05
+
+
+def test_protected_boxes_are_never_marked():
+    image, truth = damaged(photo("astronaut"), curved_scratch, seed=7, level=0.95)
+    box = (100, 100, 400, 400)
+    mask = detect_damage(image, [box], step_context())
+    assert not mask[100:400, 100:400].any() and mask.any()
+
+
+def test_hysteresis_keeps_weak_pixels_joined_to_strong_ones_only():
+    values = np.zeros((5, 12), np.float32)
+    values[2, 0:5] = [0.9, 0.4, 0.4, 0.4, 0.4]  # one strong seed and a weak tail: kept whole
+    values[2, 7:12] = 0.4  # weak only: dropped
+    kept = hysteresis(values, 0.3, 0.5)
+    assert kept[2, 0:5].all() and not kept[2, 7:12].any() and kept.sum() == 5
+
+
+def test_a_large_photo_is_detected_on_a_reduced_copy_at_full_size():
+    big = cv2.resize(photo("coffee"), (4200, 2800), interpolation=cv2.INTER_CUBIC)
+    image, truth = damaged(np.clip(big, 0, 1), fold, seed=1, level=0.95)
+    mask = learned_mask(image, step_context())
+    assert mask.shape == truth.shape
+    recall, precision = tolerant(mask, truth)
+    assert recall > 0.6 and precision > 0.6

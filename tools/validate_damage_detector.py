@@ -1,0 +1,85 @@
+"""Choose the learned detector's thresholds on the training photos' validation split.
+
+    .venv/bin/python tools/validate_damage_detector.py [--weights PATH]
+
+Damage from tools/synth_damage.py with seeds apart from training (and from the tests), on
+scikit-image photos only; the held-out benchmark (bench/restore_quality.py) is never used for this.
+Prints, for several (low, high) hysteresis pairs: pixel recall and precision with a 2 px
+tolerance on damaged crops, and the coverage on the clean full-size photos (with and without
+sigma 4 noise + JPEG), for the learned pass alone, the straight-line pass, and both merged.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines import damage_detection as dd  # noqa: E402
+from pipelines.base import StepContext  # noqa: E402
+from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
+
+QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
+PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.3, 0.8), (0.5, 0.9))
+DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def tolerant_scores(found: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
+    """(hits for recall, true count, hits for precision, found count) with a 2 px tolerance."""
+    near_found = cv2.dilate(found.astype(np.uint8), DISC5) > 0
+    near_truth = cv2.dilate(truth.astype(np.uint8), DISC5) > 0
+    return float((truth & near_found).sum()), float(truth.sum()), float((found & near_truth).sum()), float(found.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--samples", type=int, default=48)
+    args = parser.parse_args()
+    model = dd.packaged_detector("cpu", 2)
+    if args.weights:
+        from pipelines.models.damage_unet import load_damage_unet
+
+        precision = model.precision
+        model = load_damage_unet(args.weights, "cpu")
+        model.precision = precision
+    photos = load_photos()
+    rng = np.random.default_rng(20_000)
+    damaged = [make_sample(rng, photos, 384, clean_fraction=0.0) for _ in range(args.samples)]
+    probabilities = [dd.damage_probability(s.image, QUIET, model) for s in damaged]
+    straight = [dd.straight_line_mask(s.image, QUIET) for s in damaged]
+    clean = [(name, p) for name, p in photos.items()] + [
+        (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
+    clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
+    for low, high in PAIRS:
+        totals = np.zeros(4)
+        merged_totals = np.zeros(4)
+        for sample, probs, line in zip(damaged, probabilities, straight):
+            learned = dd.hysteresis(probs, low, high)
+            totals += tolerant_scores(learned, sample.mask)
+            merged_totals += tolerant_scores(learned | line, sample.mask)
+        coverage = [100 * dd.hysteresis(p, low, high).mean() for p in clean_probabilities]
+        worst = int(np.argmax(coverage))
+        print(f"low {low} high {high}: learned R {totals[0] / totals[1]:.3f} P {totals[2] / totals[3]:.3f} | "
+              f"merged R {merged_totals[0] / merged_totals[1]:.3f} P {merged_totals[2] / merged_totals[3]:.3f} | "
+              f"clean coverage mean {np.mean(coverage):.3f}% worst {coverage[worst]:.3f}% ({clean[worst][0]})")
+    line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
+    print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
+    print("photos:", ", ".join(PHOTOS))
+
+
+def degrade_fixed(photo: np.ndarray, seed: int) -> np.ndarray:
+    """sigma 4 noise, then JPEG q85 (4:2:0)."""
+    rng = np.random.default_rng(30_000 + seed)
+    noisy = np.clip(photo + rng.normal(0, 4 / 255, photo.shape).astype(np.float32), 0, 1)
+    bgr = cv2.cvtColor((noisy * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
+    encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+if __name__ == "__main__":
+    main()
