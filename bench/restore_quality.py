@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from heldout_damage import DAMAGE_TYPES, Sample, clean_set, damaged_set
 from pipelines.base import StepContext
-from pipelines.damage_detection import detect_damage
+from pipelines.damage_detection import detect_damage, learned_mask, straight_line_mask
 from pipelines.scratch_detection import scratch_mask
 
 TOLERANCE = 2  # px: a detection this close to a true pixel counts, and the other way round
@@ -91,10 +91,11 @@ def _line_elements(length: int) -> list[np.ndarray]:
 DETECTORS: dict[str, Detector] = {
     "today": lambda rgb: scratch_mask(rgb),
     "snapotter": line_tophat_mask,
-    "new": lambda rgb: detect_damage(rgb, (), quiet()),
+    # The two candidates for the product: the learned pass alone, and merged with the straight pass.
+    "learned": lambda rgb: learned_mask(rgb, quiet()),
+    "merged": lambda rgb: learned_mask(rgb, quiet()) | straight_line_mask(rgb, quiet()),
+    "new": lambda rgb: detect_damage(rgb, (), quiet()),  # what restore-photo ships: one of the two
 }
-# ``--new today`` runs today's detector in the "new" column, for a tree whose new detector cannot
-# run yet (its packaged weights not trained): the table then says so.
 NEW_IMPLEMENTATIONS = {"product": "pipelines.damage_detection.detect_damage",
                        "today": "scratch_mask (stand-in: --new today)"}
 

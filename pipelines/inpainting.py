@@ -14,6 +14,7 @@ mask seldom covers a scratch's anti-aliased fringe exactly). Telea changes maske
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from pipelines.imaging.pixels import from_unit_float
 from pipelines.models.lama import MODEL_ID as LAMA_MODEL_ID
 from pipelines.models.lama import inpaint_crop
 
+log = logging.getLogger("restora.inpainting")
 STAGE = "Inpainting..."
 CROP_SIDE = 512  # LaMa's cost grows with the crop; 512 is a multiple of 8, so padding never enlarges it
 CONTEXT = 64  # pixels of undamaged photo around the damage in every crop
@@ -74,7 +76,9 @@ def _lama(ctx: StepContext) -> Any:
         return None
     try:
         return ctx.models.get(LAMA_MODEL_ID)
-    except ModelUnavailable:
+    except ModelUnavailable as exc:
+        # An install of photo-restoration from before LaMa joined it (1.0.0) lands here too.
+        log.info("LaMa unavailable (%s): filling with Telea", exc.message)
         return None
 
 

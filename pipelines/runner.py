@@ -85,7 +85,7 @@ def run_tool_job(request: RunRequest, steps: Registry[Step], *, report: Callable
     base.report(0.0, "Decoding image...")
     picture = run.timed("decode", lambda: decode(request.input_path))
     mask_path = request.mask_path
-    user_mask = run.timed("decodeMask", lambda: _user_mask(mask_path, picture, decode)) if mask_path else None
+    user_mask = run.timed("decodeMask", lambda: _user_mask(mask_path, picture)) if mask_path else None
     tone = read_tone(picture.rgb)
     picture = _run_steps(picture, request.plan, steps, base, run, user_mask)
     base.check_cancelled()
@@ -119,9 +119,14 @@ def _run_steps(picture: Picture, plan: list[Mapping[str, Any]], steps: Registry[
     return picture
 
 
-def _user_mask(path: Path, picture: Picture, decode: Decoder) -> np.ndarray:
-    """The stored mask (the server normalised it to black/white at the input's size) as bool HxW."""
-    mask = decode(path).rgb[..., 0] > 0.5
+def _user_mask(path: Path, picture: Picture) -> np.ndarray:
+    """The stored mask as bool HxW. The server already decoded the upload in the isolated decoder
+    and wrote this file itself (an 8-bit black/white PNG at the input's size), so it is read
+    directly as 8 bits: a float RGB decode would cost 12 bytes a pixel for one bit."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        mask = np.asarray(image.convert("L")) > 127
     if mask.shape != picture.rgb.shape[:2]:  # a header whose size differs from the decoded pixels
         mask = _resized(mask, picture.rgb.shape[:2])
     return mask

@@ -28,6 +28,8 @@ from server.uploads import StoredUpload
 MASK_FILE = "mask.png"
 # Aspect ratios within 1% are the same picture (rounding when a client scaled the mask).
 ASPECT_TOLERANCE = 0.01
+# A mask painted at twice the photo's size (a high-DPI canvas) is fine; far more is an attack.
+MAX_MASK_PIXEL_RATIO = 4
 # Rec. 601 weights, as Pillow's "L" conversion: how light a pixel looks.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -44,6 +46,7 @@ async def normalised_mask(app: web.Application, mask: StoredUpload, photo: Image
             if header is None:
                 raise _invalid("The mask is not an image in a supported format.")
             _check_aspect(header, photo)
+            _check_pixels(header, photo)
             picture = await asyncio.to_thread(decode_isolated, mask.path, settings.tmp_dir,
                                               timeout_s=settings.decode_timeout_s, max_pixels=settings.max_pixels)
     except (PipelineError, Image.DecompressionBombError) as exc:
@@ -65,6 +68,16 @@ def _check_aspect(mask: ImageHeader, photo: ImageHeader) -> None:
         raise InvalidParams(f"The mask is {mask.width}×{mask.height} pixels, which is not the shape of the "
                             f"{photo.width}×{photo.height} photo; send it at the photo's size.",
                             code="MASK_ASPECT_MISMATCH", field="mask", maskSize=[mask.width, mask.height],
+                            photoSize=[photo.width, photo.height])
+
+
+def _check_pixels(mask: ImageHeader, photo: ImageHeader) -> None:
+    """A mask needs no more pixels than its photo: refuse one over MAX_MASK_PIXEL_RATIO times as many
+    before decoding it (a tiny all-black PNG can claim 100 megapixels)."""
+    if mask.width * mask.height > MAX_MASK_PIXEL_RATIO * photo.width * photo.height:
+        raise InvalidParams(f"The mask is {mask.width}×{mask.height} pixels, far larger than the "
+                            f"{photo.width}×{photo.height} photo; send it at the photo's size.",
+                            code="MASK_TOO_LARGE", field="mask", maskSize=[mask.width, mask.height],
                             photoSize=[photo.width, photo.height])
 
 

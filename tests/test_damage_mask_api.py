@@ -151,6 +151,8 @@ async def test_bad_masks_are_refused_and_nothing_is_queued(client, settings):
         ("restore-photo", good[: len(good) // 2], "INVALID_MASK"),  # a PNG header, then nothing
         ("restore-photo", b"", "INVALID_MASK"),
         ("restore-photo", mask_png(painted((256, 256), [])), "MASK_ASPECT_MISMATCH"),
+        # Same shape, 9x the photo's pixels: refused from its header, before it is decoded.
+        ("restore-photo", mask_png(painted((768, 576), [])), "MASK_TOO_LARGE"),
         ("upscale", good, "MASK_NOT_ACCEPTED"),
     ]
     for tool, mask, code in cases:

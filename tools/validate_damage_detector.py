@@ -24,7 +24,7 @@ from pipelines.base import StepContext  # noqa: E402
 from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
-PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.3, 0.8), (0.5, 0.9))
+PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.4, 0.8), (0.6, 0.8), (0.5, 0.9), (0.7, 0.9))
 DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
@@ -39,7 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--samples", type=int, default=48)
+    parser.add_argument("--mirrored", action="store_true", help="average in the mirrored view's answer")
     args = parser.parse_args()
+    dd.MIRRORED_PASS = args.mirrored
     model = dd.packaged_detector("cpu", 2)
     if args.weights:
         from pipelines.models.damage_unet import load_damage_unet
