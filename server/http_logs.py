@@ -1,16 +1,38 @@
-"""What aiohttp's own loggers may write: never a traceback for a client's bad HTTP.
+"""What aiohttp's own loggers may write: never an API key, never a traceback for a client's bad HTTP.
 
-aiohttp's server logger writes a traceback at ERROR for every request it cannot parse (a NUL in a
-header, a broken chunk size), which any client can send. The logger is the process's, whatever
-runs the app (``restora serve``, a test server, another runner), so the filter goes on it; adding
-one is idempotent.
+aiohttp's access logger writes the request line with its query string, where the progress stream
+and downloads carry ``?key=``; its server logger writes a traceback at ERROR for every request it
+cannot parse (a NUL in a header, a broken chunk size), which any client can send. Both loggers are
+the process's, whatever runs the app (``restora serve``, a test server, another runner), so the
+filters go on them; adding one is idempotent.
 """
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import RequestPayloadError
+
+_KEY_VALUE = re.compile(r"(?i)(\bkey=)[^&\s\"']*")
+REDACTED = "REDACTED"
+
+
+def redact_keys(text: str) -> str:
+    return _KEY_VALUE.sub(rf"\1{REDACTED}", text)
+
+
+class RedactKeys(logging.Filter):
+    """Rewrites ``key=VALUE`` in the message and in the fields the access logger adds as extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_keys(record.getMessage()), ()
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and name != "msg":
+                setattr(record, name, redact_keys(value))
+            elif isinstance(value, dict):
+                setattr(record, name, {k: redact_keys(v) if isinstance(v, str) else v for k, v in value.items()})
+        return True
 
 
 class MalformedHttpAsInfo(logging.Filter):
@@ -35,7 +57,7 @@ def _phrase(error: Exception) -> str:
     return text.splitlines()[0].split(": ", 1)[0].rstrip(":") if text else type(error).__name__
 
 
-_FILTERS = {"aiohttp.server": MalformedHttpAsInfo()}
+_FILTERS = {"aiohttp.access": RedactKeys(), "aiohttp.server": MalformedHttpAsInfo()}
 
 
 def install_http_log_filters() -> None:
