@@ -78,6 +78,8 @@ def _as_number(raw: Any) -> float:
         value = float(raw.strip()) if isinstance(raw, str) else float(raw)
     except (TypeError, ValueError):
         raise ValueError("must be a number") from None
+    except OverflowError:  # a JSON integer of hundreds of digits: past any float
+        raise ValueError("is too large") from None
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.auth import ApiKey, presented_key
+from server.auth import ApiKey, presented_key, takes_query_key
 from server.errors import ApiError, Handler, TooManyRequests
 from server.ratelimit import SlidingWindow
 from server.state import KEYS
@@ -22,6 +22,7 @@ def auth_middleware():
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in _PUBLIC or request.path.startswith(_PUBLIC_PREFIXES) or _signed_download(request):
             return await handler(request)
+        _refuse_key_in_url(request)
         key = presented_key(request)
         record = request.app[KEYS].verify(key) if key else None
         if record is None:
@@ -33,6 +34,15 @@ def auth_middleware():
         return await handler(request)
 
     return middleware
+
+
+def _refuse_key_in_url(request: web.Request) -> None:
+    """A ``?key=`` where headers could be sent is refused, not ignored: the client learns to stop
+    putting its key in URLs (histories, proxies' logs) even when a header key came too."""
+    if "key" in request.query and not takes_query_key(request):
+        raise Unauthorized("An API key in the URL (?key=) is accepted only by the progress stream and "
+                           "downloads; send it as 'Authorization: Bearer KEY' or 'X-API-KEY: KEY'.",
+                           headers={"WWW-Authenticate": 'Bearer realm="restora"'})
 
 
 def _signed_download(request: web.Request) -> bool:

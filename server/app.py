@@ -17,6 +17,7 @@ from server.errors import error_middleware
 from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
+from server.http_logs import install_http_log_filters
 from server.jobs import Job
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
@@ -34,6 +35,7 @@ log = logging.getLogger("restora")
 
 def create_app(settings: Settings, *, executor: Executor | None = None) -> web.Application:
     settings.validate()
+    install_http_log_filters()
     middlewares = [error_middleware] + ([auth_middleware()] if settings.auth_enabled else [])
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings

@@ -2,8 +2,8 @@
 
 Keys are 256-bit random tokens, so a plain SHA-256 of the key is a safe lookup hash (no password
 stretching is needed for high-entropy secrets). Accepted as ``Authorization: Bearer KEY`` or
-``X-API-KEY: KEY``; for GET requests also as ``?key=KEY``, because browsers' EventSource and
-<img> cannot send headers.
+``X-API-KEY: KEY``; as ``?key=KEY`` only where a browser cannot send headers (EventSource on the
+progress stream, <img> and links to downloads): a key in a URL ends up in histories and logs.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 PREFIX = "rst_"
+# The GET routes a browser reaches without headers: EventSource and <img>/<a href> downloads.
+QUERY_KEY_ROUTES = frozenset({"/api/v1/jobs/{id}/progress", "/api/v1/download/{id}/{filename}"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ def presented_key(request: web.Request) -> str | None:
         return header[7:].strip() or None
     if request.headers.get("X-API-KEY"):
         return request.headers["X-API-KEY"].strip()
-    if request.method == "GET":
+    if takes_query_key(request):
         return request.query.get("key")
     return None
+
+
+def takes_query_key(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return request.method == "GET" and resource is not None and resource.canonical in QUERY_KEY_ROUTES

@@ -34,6 +34,11 @@ class InvalidParams(ApiError):
     status, code = 400, "INVALID_PARAMS"
 
 
+class MalformedRequest(ApiError):
+    """The request body could not be parsed (its multipart structure, part headers, encoding)."""
+    status, code = 400, "INVALID_REQUEST"
+
+
 class NotFound(ApiError):
     status, code = 404, "NOT_FOUND"
 

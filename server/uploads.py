@@ -18,8 +18,9 @@ from typing import Any, AsyncIterator, Callable
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from server.errors import InvalidParams, PayloadTooLarge
+from server.errors import InvalidParams, MalformedRequest, PayloadTooLarge
 
 FILE_FIELDS = ("file",)
 MASK_FIELD = "mask"
@@ -27,6 +28,13 @@ _MAX_FIELD_BYTES = 64 * 1024
 _MAX_FIELDS = 64
 _CHUNK = 256 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# What aiohttp and the codecs raise for a body that cannot be parsed: ValueError (no boundary, a
+# body that never starts it, a part cut off, part headers that never end), LookupError (an unknown
+# charset), RecursionError, HttpProcessingError (NUL or CR/LF in part headers) and
+# RequestPayloadError (a body that is not the chunked or gzip/deflate/br encoding it claims).
+# Disk errors (OSError) are the server's and stay 500s.
+_PARSE_FAILURES = (ValueError, LookupError, RecursionError, HttpProcessingError, web.RequestPayloadError)
+_HTTP_STATUS_PREFIX = re.compile(r"^\d{3}, message:")
 
 
 @dataclass
@@ -53,10 +61,23 @@ class Submission:
 
 async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
                           file_fields: tuple[str, ...] = FILE_FIELDS, mask_field: str | None = None) -> Submission:
-    """``max_bytes`` caps each stored image (the photo, and the mask where ``mask_field`` is given)."""
+    """``max_bytes`` caps each stored image (the photo, and the mask where ``mask_field`` is given).
+    A body that cannot be parsed is refused here, in one place, as ``400 INVALID_REQUEST``."""
     images = 2 if mask_field else 1
     if request.content_length is not None and request.content_length > images * max_bytes + _MAX_FIELD_BYTES * 4:
         raise _too_large(max_bytes)
+    try:
+        return await _read_body(request, tmp_dir, max_bytes, file_fields, mask_field)
+    except _PARSE_FAILURES as exc:
+        # Where a body that could not be parsed ends is anyone's guess (one that is not the gzip it
+        # claims makes aiohttp drop the connection after this answer): the client must not send
+        # another request on this connection.
+        raise MalformedRequest(f"The request could not be read: {_reason(exc)}",
+                               headers={"Connection": "close"}) from None
+
+
+async def _read_body(request: web.Request, tmp_dir: Path, max_bytes: int,
+                     file_fields: tuple[str, ...], mask_field: str | None) -> Submission:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         return await _read_multipart(request, tmp_dir, max_bytes, file_fields, mask_field)
@@ -159,11 +180,19 @@ def _merge_settings(fields: dict[str, str]) -> dict[str, Any]:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParams(f"The {what} is not valid JSON: {exc}", code="INVALID_JSON") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad syntax or encoding, or an integer past Python's limit of 4,300 digits;
+        # RecursionError: arrays or objects nested thousands of levels deep.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidParams(f"The {what} is not valid JSON: {reason}", code="INVALID_JSON") from None
     if not isinstance(value, dict):
         raise InvalidParams(f"The {what} must be a JSON object.", code="INVALID_JSON")
     return value
+
+
+def _reason(exc: Exception) -> str:
+    reason = _HTTP_STATUS_PREFIX.sub("", str(exc)).strip()  # aiohttp's "400, message:" prefix
+    return (reason or type(exc).__name__)[:200]
 
 
 def safe_stem(filename: str) -> str:
