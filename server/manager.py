@@ -85,6 +85,8 @@ class JobManager:
         self._handle(event)
 
     def cancel(self, job_id: str) -> Job | None:
+        """DELETE: cancel unfinished work, expire a finished result; idempotent. Returns the job as
+        stored afterwards (a cancelled job stays cancelled: it has no result to expire)."""
         job = self.get(job_id)
         if job is None:
             return None
@@ -92,7 +94,7 @@ class JobManager:
             self.executor.cancel(job_id)
             self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
             self._announce_positions()
-        elif job.status != JobStatus.EXPIRED:
+        elif job.status in (JobStatus.COMPLETE, JobStatus.FAILED):
             self._expire(job, stage="Deleted")
         self._remove_files(job_id)
         return job
