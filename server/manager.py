@@ -104,8 +104,25 @@ class JobManager:
         async for event in self.executor.events():
             try:
                 self._handle(event)
-            except Exception:  # one bad event must not stop the whole stream; log it loudly
-                log.exception("could not apply executor event %s", event)
+            except Exception:  # one bad event must not stop the whole stream, nor wedge its job
+                log.exception("could not apply executor event %s; its job fails", event)
+                self._fail_safely(event.job_id)
+
+    def _fail_safely(self, job_id: str) -> None:
+        try:
+            self._fail_unapplied(job_id)
+        except Exception:  # e.g. the database is failing too: the stream must still go on
+            log.exception("could not record the failure of job %s either", job_id)
+
+    def _fail_unapplied(self, job_id: str) -> None:
+        """A job whose event could not be applied fails (INTERNAL) rather than stay running for ever."""
+        job = self._active.get(job_id)
+        if job is None:
+            return
+        self.executor.cancel(job_id)  # whatever the worker still does for it is discarded
+        self._finish(job, JobStatus.FAILED, stage="Failed", error={
+            "code": "INTERNAL", "message": "An internal error stopped this job; the server log has details."})
+        self._announce_positions()
 
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
