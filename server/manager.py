@@ -34,6 +34,8 @@ class JobManager:
         self._active: dict[str, Job] = {}
         self._positions: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
+        # Cancelled jobs whose worker still uses their folder: it goes when the worker lets go.
+        self._held_by_worker: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,7 +93,7 @@ class JobManager:
         if job is None:
             return None
         if not job.status.terminal:
-            self.executor.cancel(job_id)
+            self._stop_work(job_id)
             self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
             self._announce_positions()
         elif job.status in (JobStatus.COMPLETE, JobStatus.FAILED):
@@ -119,15 +121,17 @@ class JobManager:
         job = self._active.get(job_id)
         if job is None:
             return
-        self.executor.cancel(job_id)  # whatever the worker still does for it is discarded
+        self._stop_work(job_id)  # whatever the worker still does for it is discarded
         self._finish(job, JobStatus.FAILED, stage="Failed", error={
             "code": "INTERNAL", "message": "An internal error stopped this job; the server log has details."})
         self._announce_positions()
 
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
-        if job is None:  # cancelled meanwhile: whatever the worker wrote goes
-            self._remove_files(event.job_id)
+        if job is None:  # cancelled meanwhile: once its worker let go, whatever it wrote goes
+            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS):
+                self._held_by_worker.discard(event.job_id)
+                self._remove_files(event.job_id)
             return
         handler = getattr(self, f"_on_{event.kind.value}")
         handler(job, event.data)
@@ -249,8 +253,14 @@ class JobManager:
         self.store.prune_events(job.id, keep_from=job.last_event_id)
         self.hub.forget(job.id)
 
+    def _stop_work(self, job_id: str) -> None:
+        if self.executor.cancel(job_id):
+            self._held_by_worker.add(job_id)
+
     def _remove_files(self, job_id: str) -> None:
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        # Not from under a worker: it would fail reading or writing them (cancel during decode).
+        if job_id not in self._held_by_worker:
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def _work_item(self, job: Job) -> WorkItem:
         folder = self.job_dir(job.id)

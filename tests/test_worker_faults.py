@@ -14,6 +14,7 @@ from tests.conftest import astronaut, collect, encode, submit, wait_until
 # The real worker, with its job runner replaced by one that sends what a broken worker might.
 _FAULTY_WORKER = textwrap.dedent("""
     import sys, time
+    from pipelines.imaging import isolated
     from server.executor import worker
 
     FAULT = sys.argv.pop(1)
@@ -44,7 +45,20 @@ _FAULTY_WORKER = textwrap.dedent("""
             self._stream.write(line + "\\n")
             self._stream.flush()
 
-    worker.Worker._run = faulty_run
+    def decoder_after_cancel(self, *args, make=worker.Worker._isolated_decoder):
+        decode = make(self, *args)
+        def after_cancel(path):
+            while not self.cancel_requests:  # the cancel arrives while the photo is being decoded
+                time.sleep(0.05)
+            return decode(path)
+        return after_cancel
+
+    if FAULT == "decode-after-cancel":
+        worker.Worker._isolated_decoder = decoder_after_cancel
+    elif FAULT == "decoder-hangs":
+        isolated.CHILD_COMMAND = (sys.executable, "-c", "import time; time.sleep(3600)")
+    else:
+        worker.Worker._run = faulty_run
     worker.Channel.send_raw = send_raw
     worker.main()
 """)
@@ -104,3 +118,18 @@ async def test_an_event_that_cannot_be_applied_fails_its_job(aiohttp_client, set
     await wait_until(lambda: _health(client), lambda h: h["workers"][0]["state"] == "idle")
     tracebacks = [r for r in caplog.records if r.name == "restora.jobs" and r.exc_info]
     assert len(tracebacks) == 1
+
+
+@pytest.mark.parametrize("fault", ["decode-after-cancel", "decoder-hangs"])
+async def test_cancel_during_decode_ends_the_job_without_a_traceback(aiohttp_client, settings, faulty_worker,
+                                                                   fault, capfd):
+    faulty_worker(fault)
+    client = await aiohttp_client(create_app(settings.with_overrides(cancel_grace_s=30.0)))
+    body = await submit(client, encode(astronaut(64)))
+    await wait_until(lambda: _job(client, body["jobId"]), lambda s: s["stage"] == "Decoding image...")
+    assert (await (await client.delete(f"/api/v1/jobs/{body['jobId']}")).json())["status"] == "cancelled"
+    # The worker ends the job itself (it is not killed after the cancel grace period).
+    health = await wait_until(lambda: _health(client), lambda h: h["workers"][0]["state"] == "idle")
+    assert health["workers"][0]["restarts"] == 0
+    assert "Traceback" not in capfd.readouterr().err
+    assert not (settings.jobs_dir / body["jobId"]).exists()

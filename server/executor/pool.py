@@ -85,17 +85,19 @@ class ProcessPool:
         (self._queue.appendleft if front else self._queue.append)(item)
         self._dispatch()
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         for item in list(self._queue):
             if item.job_id == job_id:
                 self._queue.remove(item)
-                return
+                return False
         for slot in self._slots:
             if slot.job and slot.job.job_id == job_id:
                 self._send(slot, {"op": "cancel", "jobId": job_id})
                 # A step that never reaches a boundary must not hold the slot forever.
                 slot.cancel_timer = asyncio.get_running_loop().call_later(
                     self._settings.cancel_grace_s, self._kill, slot, "cancel grace period passed")
+                return True
+        return False
 
     async def events(self) -> AsyncIterator[ExecutorEvent]:
         while (event := await self._events.get()) is not None:
