@@ -12,6 +12,7 @@ from pipelines.tools import build_tool_registry
 from server.access import auth_middleware
 from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
+from server.capacity import QueuePlaces
 from server.db import Store
 from server.errors import error_middleware
 from server.events import EventHub
@@ -25,8 +26,8 @@ from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
-from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS,
-                          SIGNER, STEPS, STORE, TOOLS, Lifecycle)
+from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
+                          SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -78,6 +79,7 @@ def _job_system(executor: Executor | None):
             "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
             "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
+        app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         await app[EXECUTOR].start()
         await app[MANAGER].start()
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)

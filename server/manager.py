@@ -73,7 +73,11 @@ class JobManager:
         progress through :meth:`apply` with the same events a worker would produce.
         """
         job.last_event_id = 1
-        self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
+        try:
+            self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
+        except BaseException:  # never stored, so nothing would ever remove its folder
+            self._remove_files(job.id)
+            raise
         self._active[job.id] = job
         if in_process:
             self.apply(ExecutorEvent(EventKind.STARTED, job.id))
