@@ -28,6 +28,7 @@ _TERMINAL_MESSAGES = {
     "interrupted": EventKind.INTERRUPTED,
 }
 _MAX_RESPAWN_DELAY_S = 30.0
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _LINE_LIMIT = 16 * 1024 * 1024
 # How a worker process is started; its JSON config is appended as the last argument.
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "server.executor.worker")
@@ -145,7 +146,7 @@ class ProcessPool:
     async def _spawn(self, slot: WorkerSlot) -> None:
         config = {**self._worker_config, "index": slot.index, "device": slot.device,
                   "threads": slot.threads, "maxPixels": self._settings.max_pixels}
-        env = {**os.environ, **dict(self._settings.worker_env)}
+        env = {**os.environ, **thread_env(slot.threads), **dict(self._settings.worker_env)}
         slot.ready, slot.info, slot.fault = False, {}, None
         slot.proc = await asyncio.create_subprocess_exec(
             *WORKER_COMMAND, json.dumps(config),
@@ -229,6 +230,12 @@ def _parse_message(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError(f"expected a JSON object, got {type(message).__name__}")
     return message
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The worker's thread limits, in its environment from the start: OpenBLAS, OpenMP (torch,
+    OpenCV, ONNX Runtime's sessions) and MKL read them when they load, which is at import."""
+    return {name: str(threads) for name in _THREAD_VARIABLES}
 
 
 def _threads_per_worker(workers: int) -> int:
