@@ -12,6 +12,7 @@ from pipelines.tools import build_tool_registry
 from server.access import auth_middleware
 from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
+from server.bundles.defaults import install_missing_embedded
 from server.capacity import QueuePlaces
 from server.db import Store
 from server.errors import error_middleware
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
         "compat-restore": SlidingWindow(settings.compat_restore_rate_per_hour),
     }
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
     for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
@@ -69,6 +71,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     yield
     app[KEYS].close()
     app[STORE].close()
+
+
+async def _embedded_defaults(app: web.Application) -> AsyncIterator[None]:
+    if app[SETTINGS].install_embedded:
+        await install_missing_embedded(app[BUNDLES])
+    yield
 
 
 def _job_system(executor: Executor | None):
