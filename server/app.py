@@ -92,8 +92,7 @@ def _job_system(executor: Executor | None):
         await app[MANAGER].start()
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
         yield
-        await app[EXECUTOR].stop(settings.shutdown_grace_s)
-        await app[MANAGER].drain()
+        await _stop_workers(app)
         await app[MANAGER].stop()
 
     return context
@@ -109,11 +108,36 @@ def _result_builder(app: web.Application):
     return build
 
 
+async def drain(app: web.Application) -> None:
+    """SIGTERM, while the server still listens: new work is refused (503, health "draining"), running
+    steps stop at their next boundary (their jobs stay queued) and submissions being read are
+    read to the end and answered; each part waits at most the shutdown grace period."""
+    await _begin_drain(app)
+    await asyncio.gather(_stop_workers(app), _answer_submissions(app))
+
+
 async def _begin_drain(app: web.Application) -> None:
-    """SIGTERM: refuse new work (503), end SSE streams; cleanup then stops the workers."""
+    """Refuse new work (503), end SSE streams. Also on the app's shutdown, for servers not drained."""
     app[LIFECYCLE].draining = True
     await cancel_installs(app)
     app[HUB].close()
+
+
+async def _stop_workers(app: web.Application) -> None:
+    lifecycle = app[LIFECYCLE]
+    if lifecycle.workers_stopped:
+        return
+    lifecycle.workers_stopped = True
+    await app[EXECUTOR].stop(app[SETTINGS].shutdown_grace_s)
+    await app[MANAGER].drain()  # INTERRUPTED jobs go back to queued
+
+
+async def _answer_submissions(app: web.Application) -> None:
+    places = app[QUEUE_PLACES]
+    try:
+        await asyncio.wait_for(places.all_given_back(), app[SETTINGS].shutdown_grace_s)
+    except asyncio.TimeoutError:
+        log.warning("closing with %d submission(s) still being read", places.held)
 
 
 def _clear_stale_uploads(settings: Settings) -> None:

@@ -7,6 +7,7 @@ a time) and given back when the submission ends, failed or queued.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Callable
 
 
@@ -15,16 +16,29 @@ class QueuePlaces:
         self.limit = limit
         self._queued = queued  # jobs waiting in the queue now
         self._held = 0  # submissions being read that will become queued jobs
+        self._none_held = asyncio.Event()
+        self._none_held.set()
 
     def take(self) -> "Place | None":
         """A place in the queue, or None when queued jobs and held places fill it."""
         if self._queued() + self._held >= self.limit:
             return None
         self._held += 1
+        self._none_held.clear()
         return Place(self)
+
+    async def all_given_back(self) -> None:
+        """Until no submission is being read any more (shutdown answers them before it closes)."""
+        await self._none_held.wait()
+
+    @property
+    def held(self) -> int:
+        return self._held
 
     def _give_back(self) -> None:
         self._held -= 1
+        if self._held == 0:
+            self._none_held.set()
 
 
 class Place:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -55,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
-    from aiohttp import web
-
     from server.app import create_app
+    from server.serving import serve
 
     manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
     settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=args.workers,
@@ -67,8 +67,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
                         install_embedded=args.install_embedded).validate()
     if not settings.auth_enabled and not settings.on_loopback:
         log.warning("listening on %s WITHOUT API keys (--auth off): anyone who can reach it can use it", args.host)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                shutdown_timeout=settings.shutdown_grace_s + 5, print=log.info, access_log=None)
+    asyncio.run(serve(create_app(settings), settings))
     return 0
 
 

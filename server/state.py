@@ -25,6 +25,7 @@ class Lifecycle:
     """Shutdown state: once draining, new work is refused with 503 and SSE streams end."""
 
     draining: bool = False
+    workers_stopped: bool = False  # the running steps have drained (their jobs are queued again)
 
 
 SETTINGS = web.AppKey("settings", Settings)

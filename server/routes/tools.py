@@ -79,6 +79,7 @@ async def create_job(app: web.Application, tool: Tool, submission: Submission,
               input_name=upload.filename, input_size=upload.size, input_format=header.format,
               input_file=f"input.{header.format}", mask_file=MASK_FILE if submission.mask else "",
               output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
+    refuse_when_draining(app)  # read to the end during a shutdown, then answered, never queued
     _move_into_job_folder(app[MANAGER].job_dir(job_id), job, upload, submission.mask)
     return app[MANAGER].create(job)  # removes the folder again when it cannot store the job
 
