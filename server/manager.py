@@ -34,6 +34,8 @@ class JobManager:
         self._active: dict[str, Job] = {}
         self._positions: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
+        # Cancelled jobs whose worker still uses their folder: it goes when the worker lets go.
+        self._held_by_worker: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -71,7 +73,11 @@ class JobManager:
         progress through :meth:`apply` with the same events a worker would produce.
         """
         job.last_event_id = 1
-        self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
+        try:
+            self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
+        except BaseException:  # never stored, so nothing would ever remove its folder
+            self._remove_files(job.id)
+            raise
         self._active[job.id] = job
         if in_process:
             self.apply(ExecutorEvent(EventKind.STARTED, job.id))
@@ -85,14 +91,16 @@ class JobManager:
         self._handle(event)
 
     def cancel(self, job_id: str) -> Job | None:
+        """DELETE: cancel unfinished work, expire a finished result; idempotent. Returns the job as
+        stored afterwards (a cancelled job stays cancelled: it has no result to expire)."""
         job = self.get(job_id)
         if job is None:
             return None
         if not job.status.terminal:
-            self.executor.cancel(job_id)
+            self._stop_work(job_id)
             self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
             self._announce_positions()
-        elif job.status != JobStatus.EXPIRED:
+        elif job.status in (JobStatus.COMPLETE, JobStatus.FAILED):
             self._expire(job, stage="Deleted")
         self._remove_files(job_id)
         return job
@@ -102,13 +110,32 @@ class JobManager:
         async for event in self.executor.events():
             try:
                 self._handle(event)
-            except Exception:  # one bad event must not stop the whole stream; log it loudly
-                log.exception("could not apply executor event %s", event)
+            except Exception:  # one bad event must not stop the whole stream, nor wedge its job
+                log.exception("could not apply executor event %s; its job fails", event)
+                self._fail_safely(event.job_id)
+
+    def _fail_safely(self, job_id: str) -> None:
+        try:
+            self._fail_unapplied(job_id)
+        except Exception:  # e.g. the database is failing too: the stream must still go on
+            log.exception("could not record the failure of job %s either", job_id)
+
+    def _fail_unapplied(self, job_id: str) -> None:
+        """A job whose event could not be applied fails (INTERNAL) rather than stay running for ever."""
+        job = self._active.get(job_id)
+        if job is None:
+            return
+        self._stop_work(job_id)  # whatever the worker still does for it is discarded
+        self._finish(job, JobStatus.FAILED, stage="Failed", error={
+            "code": "INTERNAL", "message": "An internal error stopped this job; the server log has details."})
+        self._announce_positions()
 
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
-        if job is None:  # cancelled meanwhile: whatever the worker wrote goes
-            self._remove_files(event.job_id)
+        if job is None:  # cancelled meanwhile: once its worker let go, whatever it wrote goes
+            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS):
+                self._held_by_worker.discard(event.job_id)
+                self._remove_files(event.job_id)
             return
         handler = getattr(self, f"_on_{event.kind.value}")
         handler(job, event.data)
@@ -230,8 +257,14 @@ class JobManager:
         self.store.prune_events(job.id, keep_from=job.last_event_id)
         self.hub.forget(job.id)
 
+    def _stop_work(self, job_id: str) -> None:
+        if self.executor.cancel(job_id):
+            self._held_by_worker.add(job_id)
+
     def _remove_files(self, job_id: str) -> None:
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        # Not from under a worker: it would fail reading or writing them (cancel during decode).
+        if job_id not in self._held_by_worker:
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def _work_item(self, job: Job) -> WorkItem:
         folder = self.job_dir(job.id)

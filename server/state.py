@@ -11,6 +11,7 @@ from pipelines.registry import Registry
 from pipelines.tools import Tool
 from server.auth import KeyStore
 from server.bundles.catalog import BundleCatalog
+from server.capacity import QueuePlaces
 from server.db import Store
 from server.events import EventHub
 from server.executor.base import Executor
@@ -24,6 +25,7 @@ class Lifecycle:
     """Shutdown state: once draining, new work is refused with 503 and SSE streams end."""
 
     draining: bool = False
+    workers_stopped: bool = False  # the running steps have drained (their jobs are queued again)
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -35,6 +37,8 @@ HUB = web.AppKey("hub", EventHub)
 EXECUTOR = web.AppKey("executor", Executor)
 MANAGER = web.AppKey("manager", JobManager)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# Places in the job queue held by submissions still being read.
+QUEUE_PLACES = web.AppKey("queue_places", QueuePlaces)
 # Bundle installs running in this process, by bundle name.
 INSTALLS = web.AppKey("installs", dict)
 KEYS = web.AppKey("keys", KeyStore)

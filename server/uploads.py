@@ -20,6 +20,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from server.capacity import Place
 from server.errors import InvalidParams, MalformedRequest, PayloadTooLarge
 
 FILE_FIELDS = ("file",)
@@ -52,11 +53,15 @@ class Submission:
     fields: dict[str, Any] = field(default_factory=dict)
     upload: StoredUpload | None = None
     mask: StoredUpload | None = None  # white = repair here (restore-photo)
+    place: Place | None = None  # its place in the job queue, held while it is read and checked
 
     def discard(self) -> None:
+        """The submission ended (its job queued, or refused): its files and its place go."""
         for stored in (self.upload, self.mask):
             if stored is not None:
                 stored.discard()
+        if self.place is not None:
+            self.place.release()
 
 
 async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,

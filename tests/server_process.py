@@ -21,17 +21,22 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 1):
+    """``prelude``: Python run in the server process before the CLI (a test's stand-in worker)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 1, prelude: str = ""):
         self.data_dir = data_dir
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{self.port}"
+        self.prelude = prelude
 
     def _spawn(self) -> None:
+        program = ["-m", "server.cli"] if not self.prelude else [
+            "-c", f"{self.prelude}\nimport sys\nfrom server.cli import main\nsys.exit(main(sys.argv[1:]))"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--data-dir",
+            [sys.executable, *program, "serve", "--port", str(self.port), "--data-dir",
              str(self.data_dir), "--workers", str(self.workers), "--device", "cpu"],
             cwd=ROOT, env=self.env)
 

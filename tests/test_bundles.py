@@ -178,3 +178,20 @@ def _tar(path: Path, checkpoints: dict[str, Path]) -> Path:
             tf.add(ckpt, arcname=ckpt.name)
     return path
 
+
+
+def test_offline_cli_install_says_how_to_install_without_network(tmp_path, monkeypatch, capsys):
+    """The shipped upscale manifest, its download hosts unreachable: the CLI names both ways out."""
+    from bundles import MANIFEST_DIR
+    from server.cli import main
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    shipped = (MANIFEST_DIR / "upscale.toml").read_text()
+    (manifests / "upscale.toml").write_text(shipped.replace("https://github.com/", "https://restora-test.invalid/"))
+    monkeypatch.setenv("RESTORA_MANIFESTS_DIR", str(manifests))
+    assert main(["bundles", "install", "upscale", "--only", "realesrgan-x2plus", "--data-dir", str(tmp_path / "d")]) == 1
+    error = capsys.readouterr().err
+    assert "no network access" in error
+    assert "restora bundles install upscale --embedded" in error and "realesrgan-x4plus" in error
+    assert "restora bundles install upscale --from" in error

@@ -59,6 +59,25 @@ async def test_cancel_queued_job(aiohttp_client, settings):
     assert not (settings.jobs_dir / body["jobId"]).exists()
 
 
+async def test_delete_answers_the_stored_state_and_a_second_delete_changes_nothing(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    body = await submit(client, encode(astronaut(64)))
+    for _ in range(2):
+        answer = await (await client.delete(f"/api/v1/jobs/{body['jobId']}")).json()
+        stored = await job_getter(client, body["jobId"])()
+        assert answer["status"] == stored["status"] == "cancelled"
+
+
+async def test_delete_of_a_finished_job_answers_expired(client, settings):
+    body = await submit(client, encode(astronaut(64)))
+    assert (await collect(client, body["jobId"]))[-1].event == "complete"
+    for _ in range(2):
+        answer = await (await client.delete(f"/api/v1/jobs/{body['jobId']}")).json()
+        stored = await job_getter(client, body["jobId"])()
+        assert answer["status"] == stored["status"] == "expired"
+    assert not (settings.jobs_dir / body["jobId"]).exists()
+
+
 async def test_worker_killed_mid_job_is_replaced_and_job_retried(client):
     slow = await submit(client, noisy_photo(**SLOW), filename="slow.png")
     waiting = await submit(client, encode(astronaut(96)), filename="other.jpg")

@@ -41,6 +41,24 @@ def gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
+async def test_a_fresh_data_dir_serves_the_embedded_x4plus(tmp_path):
+    """`restora serve` alone (no `make serve`, no network): the packaged x4plus is installed at start,
+    so an upscale is accepted (the converted model itself is checked in test_ncnn_conversion)."""
+    server = ServerProcess(tmp_path / "data", workers=0)
+    async with aiohttp.ClientSession() as session:
+        await server.start(session)
+        try:
+            async with session.get(server.base + "/api/v1/bundles/upscale") as resp:
+                bundle = await resp.json()
+            async with session.post(server.base + "/api/v1/tools/upscale",
+                                    data=form(encode(astronaut(16), "PNG"), "tiny.png", scale=4)) as resp:
+                answer = resp.status, await resp.json()
+        finally:
+            server.stop(signal.SIGTERM)
+    assert bundle["status"] == "installed" and bundle["installedModels"] == ["realesrgan-x4plus"]
+    assert answer[0] == 202, answer
+
+
 async def test_sigkill_of_the_server_loses_no_job(tmp_path):
     server = ServerProcess(tmp_path / "data")
     async with aiohttp.ClientSession() as session:

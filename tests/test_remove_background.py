@@ -235,7 +235,7 @@ def test_cuda_provider_is_chosen_when_onnxruntime_has_it(monkeypatch: pytest.Mon
 
 
 def test_threads_follow_the_workers_share(model_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the worker's runtime set-up exports
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the pool puts in a worker's environment
     session = load_session(model_files["u2netp"], "cpu")
     assert session.inner_session.get_session_options().intra_op_num_threads == 1
 

@@ -22,11 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from pipelines.base import Picture, PipelineError
+from pipelines.base import Cancelled, Picture, PipelineError
 from pipelines.imaging.errors import ImageTooLarge, ProbeNeedsIsolation, Undecodable
 from pipelines.imaging.sniff import ImageHeader, read_header
 
@@ -47,6 +48,8 @@ _CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1"}
 _MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _ERRORS: dict[str, type[PipelineError]] = {"UNDECODABLE": Undecodable, "IMAGE_TOO_LARGE": ImageTooLarge}
+# How often a running decode looks whether its job was cancelled.
+_CANCEL_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,16 @@ async def probe_isolated(path: Path, *, timeout_s: float, max_pixels: int) -> Im
     return ImageHeader(format=str(result["format"]), width=int(result["width"]), height=int(result["height"]))
 
 
-def decode_isolated(path: Path, work_dir: Path, *, timeout_s: float, max_pixels: int) -> Picture:
-    """Decode in a limited child; its files live in a fresh folder under ``work_dir``, always removed."""
+def decode_isolated(path: Path, work_dir: Path, *, timeout_s: float, max_pixels: int,
+                    is_cancelled: Callable[[], bool] = lambda: False) -> Picture:
+    """Decode in a limited child; its files live in a fresh folder under ``work_dir``, always removed.
+
+    Once ``is_cancelled()`` holds, the child is stopped and :class:`Cancelled` raised.
+    """
     limits = decode_limits(timeout_s=timeout_s, max_pixels=max_pixels)
     out_dir = Path(tempfile.mkdtemp(prefix=".decode-", dir=work_dir))
     try:
-        _run_child_sync(["decode", str(path), str(out_dir)], limits)
+        _run_child_sync(["decode", str(path), str(out_dir)], limits, is_cancelled)
         from pipelines.imaging.transfer import read_picture
 
         return read_picture(out_dir, max_pixels)
@@ -116,13 +123,22 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_child_sync(args: list[str], limits: ChildLimits) -> dict[str, Any]:
-    try:
-        done = subprocess.run(_command(args, limits), stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=limits.timeout_s, env=_child_env())
-    except subprocess.TimeoutExpired:  # run() has killed and reaped the child
-        raise _timed_out(limits) from None
-    return _outcome(done.returncode, done.stdout, done.stderr, limits)
+def _run_child_sync(args: list[str], limits: ChildLimits, is_cancelled: Callable[[], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + limits.timeout_s
+    with subprocess.Popen(_command(args, limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=_child_env()) as child:
+        while True:
+            wait_s = min(_CANCEL_POLL_S, max(0.0, deadline - time.monotonic()))
+            try:  # a retried communicate() loses no output
+                stdout, stderr = child.communicate(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                cancelled = is_cancelled()
+                if cancelled or time.monotonic() >= deadline:
+                    child.kill()
+                    child.communicate()
+                    raise (Cancelled("The job was cancelled.") if cancelled else _timed_out(limits)) from None
+    return _outcome(child.returncode, stdout, stderr, limits)
 
 
 async def _run_child_async(args: list[str], limits: ChildLimits) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def _session_options() -> Any:
 
 
 def _thread_count() -> int:
-    """The worker's share of the cores: it sets OMP_NUM_THREADS at start; else every usable core."""
+    """The worker's share of the cores (the pool starts it with OMP_NUM_THREADS); else every usable core."""
     configured = os.environ.get("OMP_NUM_THREADS", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)

@@ -104,7 +104,7 @@ class Installer:
                 errors.append(str(exc))
             except (InstallError, ChecksumMismatch, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 errors.append(str(exc))
-        raise _no_source_worked(bundle, spec, errors, offline)
+        raise _no_source_worked(self.catalog.get(bundle), spec, errors, offline)
 
     async def _reuse(self, spec: ModelSpec, target: Path, report: Callable[..., None]) -> dict[str, Any] | None:
         """A file already in the store (another bundle's, or a killed install's) is reused if it verifies."""
@@ -180,10 +180,15 @@ async def _verified(spec: ModelSpec, part: Path) -> tuple[Digests, str]:
         raise
 
 
+def embedded_models(manifest: Manifest) -> list[str]:
+    """The models that ship inside installed Python packages: installed offline by ``--embedded``."""
+    return [m.id for m in manifest.models if any(s.kind == "pypi" for s in m.sources)]
+
+
 def _select(manifest: Manifest, only: set[str] | None, embedded: bool) -> list[ModelSpec]:
     specs = [m for m in manifest.models if (only is None or m.id in only)]
     if embedded:
-        specs = [m for m in specs if any(s.kind == "pypi" for s in m.sources)]
+        specs = [m for m in specs if m.id in embedded_models(manifest)]
     unknown = (only or set()) - {m.id for m in manifest.models}
     if unknown or not specs:
         known = ", ".join(m.id for m in manifest.models)
@@ -209,14 +214,18 @@ def _reporter(sink: ProgressSink, spec: ModelSpec, index: int, count: int) -> Ca
     return report
 
 
-def _no_source_worked(bundle: str, spec: ModelSpec, errors: list[str], offline: bool) -> InstallError:
+def _no_source_worked(manifest: Manifest, spec: ModelSpec, errors: list[str], offline: bool) -> InstallError:
     detail = "; ".join(errors) or "no source applies"
-    if offline:
-        return InstallError(
-            f"Could not download {spec.file}: this machine has no network access ({detail}). "
-            f"On an offline machine, copy the model files into a folder (or a .zip/.tar.gz) and run "
-            f"`restora bundles install {bundle} --from <folder>`.", code="NETWORK_UNAVAILABLE")
-    return InstallError(f"Could not install {spec.file}: {detail}")
+    if not offline:
+        return InstallError(f"Could not install {spec.file}: {detail}")
+    from_folder = (f"copy the model files into a folder (or a .zip/.tar.gz) and run "
+                   f"`restora bundles install {manifest.name} --from <folder>`.")
+    embedded = embedded_models(manifest)
+    how = (f"`restora bundles install {manifest.name} --embedded` installs {', '.join(embedded)} from installed "
+           f"packages without network; for the other models, {from_folder}" if embedded
+           else f"On an offline machine, {from_folder}")
+    return InstallError(f"Could not download {spec.file}: this machine has no network access ({detail}). {how}",
+                        code="NETWORK_UNAVAILABLE")
 
 
 async def _convert(src: Source, out: Path) -> None:

@@ -53,7 +53,9 @@ class Executor(Protocol):
 
     def submit(self, item: WorkItem, *, front: bool = False) -> None: ...
 
-    def cancel(self, job_id: str) -> None: ...
+    def cancel(self, job_id: str) -> bool:
+        """Drop a waiting job or ask its worker to stop. True when a worker still runs it: that
+        worker will report its end (cancelled, or lost) and uses the job's files until then."""
 
     def events(self) -> AsyncIterator[ExecutorEvent]:
         """Every event, in order; the iteration ends once stop() has finished."""

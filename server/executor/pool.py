@@ -28,7 +28,14 @@ _TERMINAL_MESSAGES = {
     "interrupted": EventKind.INTERRUPTED,
 }
 _MAX_RESPAWN_DELAY_S = 30.0
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _LINE_LIMIT = 16 * 1024 * 1024
+# How a worker process is started; its JSON config is appended as the last argument.
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "server.executor.worker")
+
+
+class ProtocolError(ValueError):
+    """A worker sent a line the pool cannot read: its protocol stream can no longer be trusted."""
 
 
 class WorkerSlot:
@@ -46,6 +53,7 @@ class WorkerSlot:
         self.early_deaths = 0  # consecutive deaths before reporting ready
         self.cancel_timer: asyncio.TimerHandle | None = None
         self.reader: asyncio.Task | None = None
+        self.fault: str | None = None  # why the pool stopped this process, when it broke the protocol
 
     @property
     def idle(self) -> bool:
@@ -78,17 +86,19 @@ class ProcessPool:
         (self._queue.appendleft if front else self._queue.append)(item)
         self._dispatch()
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> bool:
         for item in list(self._queue):
             if item.job_id == job_id:
                 self._queue.remove(item)
-                return
+                return False
         for slot in self._slots:
             if slot.job and slot.job.job_id == job_id:
                 self._send(slot, {"op": "cancel", "jobId": job_id})
                 # A step that never reaches a boundary must not hold the slot forever.
                 slot.cancel_timer = asyncio.get_running_loop().call_later(
                     self._settings.cancel_grace_s, self._kill, slot, "cancel grace period passed")
+                return True
+        return False
 
     async def events(self) -> AsyncIterator[ExecutorEvent]:
         while (event := await self._events.get()) is not None:
@@ -136,22 +146,26 @@ class ProcessPool:
     async def _spawn(self, slot: WorkerSlot) -> None:
         config = {**self._worker_config, "index": slot.index, "device": slot.device,
                   "threads": slot.threads, "maxPixels": self._settings.max_pixels}
-        env = {**os.environ, **dict(self._settings.worker_env)}
-        slot.ready, slot.info = False, {}
+        env = {**os.environ, **thread_env(slot.threads), **dict(self._settings.worker_env)}
+        slot.ready, slot.info, slot.fault = False, {}, None
         slot.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.executor.worker", json.dumps(config),
+            *WORKER_COMMAND, json.dumps(config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, limit=_LINE_LIMIT)
         slot.reader = asyncio.create_task(self._read(slot, slot.proc))
 
     async def _read(self, slot: WorkerSlot, proc: asyncio.subprocess.Process) -> None:
+        """Follow one worker process until it exits. A message that cannot be applied (not JSON,
+        the wrong shape, over the line limit) ends that process, so its job is reported LOST and
+        retried like any other crash; the reader never dies while the worker lives on."""
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("worker %d sent a line that is not JSON: %.200r", slot.index, line)
-                continue
-            self._on_message(slot, message)
+        try:
+            while line := await proc.stdout.readline():
+                self._on_message(slot, _parse_message(line))
+        except Exception as exc:  # ValueError (over the limit, not JSON), KeyError/TypeError (shape)
+            slot.fault = "it sent a message the server could not read"
+            log.error("worker %d sent a message the server could not read (%s: %.200s); stopping it",
+                      slot.index, type(exc).__name__, exc)
+            self._kill(slot, "protocol broken")
         returncode = await proc.wait()
         await self._on_exit(slot, returncode)
 
@@ -174,7 +188,7 @@ class ProcessPool:
         self._release(slot)
         slot.ready = False
         if lost is not None:
-            reason = _describe_exit(returncode)
+            reason = slot.fault or _describe_exit(returncode)
             log.error("worker %d died while running job %s: %s", slot.index, lost.job_id, reason)
             kind = EventKind.INTERRUPTED if self._stopping else EventKind.LOST
             self._emit(kind, lost.job_id, reason=reason)
@@ -209,6 +223,19 @@ class ProcessPool:
 
     def _emit(self, kind: EventKind, job_id: str, **data: Any) -> None:
         self._events.put_nowait(ExecutorEvent(kind, job_id, data))
+
+
+def _parse_message(line: bytes) -> dict[str, Any]:
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(message).__name__}")
+    return message
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The worker's thread limits, in its environment from the start: OpenBLAS, OpenMP (torch,
+    OpenCV, ONNX Runtime's sessions) and MKL read them when they load, which is at import."""
+    return {name: str(threads) for name in _THREAD_VARIABLES}
 
 
 def _threads_per_worker(workers: int) -> int:

@@ -1,16 +1,16 @@
 """Per-worker runtime set-up: threads, device, decoder limits. Runs once, inside the worker."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 
 def configure_runtime(config: dict[str, Any]) -> str:
-    """Apply thread counts and decoder limits; return the device this worker will use."""
+    """Apply thread counts and decoder limits; return the device this worker will use.
+
+    The thread environment (OMP_NUM_THREADS and the like) is not set here: numpy and OpenCV are
+    loaded before this runs, so the pool puts it in the worker's environment when it starts it.
+    """
     threads = int(config["threads"])
-    # OpenMP reads these when torch/OpenCV load; set them before either is imported.
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
     import cv2
     from PIL import Image
 

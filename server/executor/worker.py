@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from pipelines.base import Cancelled, PipelineError
 from pipelines.imaging.isolated import decode_isolated
@@ -90,13 +90,15 @@ class Worker:
     def _run(self, job: dict[str, Any]) -> None:
         job_id = job["job_id"]
         reporter = _ProgressReporter(self.channel, job_id)
+
+        def is_cancelled() -> bool:
+            return job_id in self.cancel_requests or self.stopping.is_set()
         try:
             request = RunRequest.from_message(job)
             result = run_tool_job(
-                request, self.steps, report=reporter,
-                is_cancelled=lambda: job_id in self.cancel_requests or self.stopping.is_set(),
+                request, self.steps, report=reporter, is_cancelled=is_cancelled,
                 device=self.device, models=self.models, threads=int(self.config["threads"]),
-                decode=self._isolated_decoder(request.output_dir))
+                decode=self._isolated_decoder(request.output_dir, is_cancelled))
             self.channel.send("done", jobId=job_id, result=result)
         except Cancelled:
             self.channel.send("interrupted" if self.stopping.is_set() else "cancelled", jobId=job_id)
@@ -112,12 +114,12 @@ class Worker:
         finally:
             self.cancel_requests.discard(job_id)
 
-
-    def _isolated_decoder(self, work_dir: Path):
-        """Untrusted bytes are decoded in a limited child: a decoder crash fails the job, not us."""
+    def _isolated_decoder(self, work_dir: Path, is_cancelled: Callable[[], bool]):
+        """Untrusted bytes are decoded in a limited child: a decoder crash fails the job, not us.
+        A cancel stops the child at once (a decode may take longer than the cancel grace period)."""
         def decode(path: Path):
             return decode_isolated(path, work_dir, timeout_s=float(self.config["decodeTimeout"]),
-                                   max_pixels=int(self.config["maxPixels"]))
+                                   max_pixels=int(self.config["maxPixels"]), is_cancelled=is_cancelled)
         return decode
 
 

@@ -40,8 +40,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/jobs/{id}")
 async def delete_job(request: web.Request) -> web.Response:
-    job = job_or_404(request)
-    request.app[MANAGER].cancel(job.id)
+    job = request.app[MANAGER].cancel(job_or_404(request).id)
     return web.json_response(snapshot(job, None))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -17,11 +18,12 @@ from pipelines.registry import UnknownName
 from pipelines.tools import InputInfo, Tool
 from server.access import check_rate
 from server.errors import ApiError, InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
+from server.capacity import Place
 from server.jobs import Job
 from server.masks import MASK_FILE, normalised_mask
 from server.planning import resolve_plan
 from server.fetch import FetchPolicy, fetch_image
-from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, PROBES, SETTINGS, STEPS, TOOLS
+from server.state import BUNDLES, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES, SETTINGS, STEPS, TOOLS
 from server.uploads import FILE_FIELDS, MASK_FIELD, StoredUpload, Submission, read_submission, safe_stem
 
 routes = web.RouteTableDef()
@@ -77,15 +79,20 @@ async def create_job(app: web.Application, tool: Tool, submission: Submission,
               input_name=upload.filename, input_size=upload.size, input_format=header.format,
               input_file=f"input.{header.format}", mask_file=MASK_FILE if submission.mask else "",
               output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
+    refuse_when_draining(app)  # read to the end during a shutdown, then answered, never queued
     _move_into_job_folder(app[MANAGER].job_dir(job_id), job, upload, submission.mask)
-    return app[MANAGER].create(job)
+    return app[MANAGER].create(job)  # removes the folder again when it cannot store the job
 
 
 def _move_into_job_folder(folder: Path, job: Job, upload: StoredUpload, mask: StoredUpload | None) -> None:
     folder.mkdir(parents=True)
-    os.replace(upload.path, folder / job.input_file)
-    if mask is not None:
-        os.replace(mask.path, folder / job.mask_file)
+    try:
+        os.replace(upload.path, folder / job.input_file)
+        if mask is not None:
+            os.replace(mask.path, folder / job.mask_file)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 async def _normalise_mask(app: web.Application, submission: Submission, header: ImageHeader) -> None:
@@ -114,10 +121,15 @@ async def read_source(request: web.Request, file_fields: tuple[str, ...] = FILE_
     at most ``max_bytes`` (never over the server's upload limit), and a mask where ``mask_field``
     names its part. The files are removed on error."""
     check_rate(request, request.app[LIMITS]["submit"])
-    check_capacity(request)
+    place = take_queue_place(request)
     settings = request.app[SETTINGS]
     limit = min(max_bytes or settings.max_upload_bytes, settings.max_upload_bytes)
-    submission = await read_submission(request, settings.tmp_dir, limit, file_fields, mask_field)
+    try:
+        submission = await read_submission(request, settings.tmp_dir, limit, file_fields, mask_field)
+    except BaseException:
+        place.release()
+        raise
+    submission.place = place
     try:
         await attach_url_source(request.app, submission, limit)
     except BaseException:
@@ -148,11 +160,14 @@ async def attach_url_source(app: web.Application, submission: Submission, max_by
     submission.upload = await fetch_image(urls[0].strip(), settings.tmp_dir, policy)
 
 
-def check_capacity(request: web.Request) -> None:
-    limit = request.app[SETTINGS].max_queue
-    if request.app[MANAGER].queue_depth() >= limit:
-        raise TooManyRequests(f"The queue is full ({limit} jobs waiting); try again later.",
+def take_queue_place(request: web.Request) -> Place:
+    """Hold a place in the queue before the slow part, so that concurrent uploads cannot overshoot it."""
+    places = request.app[QUEUE_PLACES]
+    place = places.take()
+    if place is None:
+        raise TooManyRequests(f"The queue is full ({places.limit} jobs waiting); try again later.",
                               code="QUEUE_FULL", headers={"Retry-After": "30"})
+    return place
 
 
 def _require_upload(submission: Submission) -> StoredUpload:
