@@ -57,7 +57,6 @@ _COUNTING_WORKER = textwrap.dedent("""
 
 @pytest.mark.skipif(_threads_per_worker(2) == len(os.sched_getaffinity(0)), reason="needs 2 cores or more")
 async def test_numpy_in_the_worker_keeps_to_the_worker_share(aiohttp_client, settings, monkeypatch):
-    pytest.importorskip("threadpoolctl")
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(pool, "WORKER_COMMAND", (sys.executable, "-c", _COUNTING_WORKER))
