@@ -25,7 +25,6 @@ Run: ``.venv/bin/python bench/restore_quality.py [--seed 14] [--crops DIR] [--js
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import tempfile
 import time
@@ -40,7 +39,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from heldout_damage import DAMAGE_TYPES, Sample, clean_set, damaged_set
 from pipelines.base import StepContext
-from pipelines.damage_detection import detect_damage, learned_mask, straight_line_mask
+from pipelines.damage_detection import detect_damage, learned_mask
+from pipelines.inpainting import fill_damage
 from pipelines.scratch_detection import scratch_mask
 
 TOLERANCE = 2  # px: a detection this close to a true pixel counts, and the other way round
@@ -93,29 +93,16 @@ DETECTORS: dict[str, Detector] = {
     "snapotter": line_tophat_mask,
     # The two candidates for the product: the learned pass alone, and merged with the straight pass.
     "learned": lambda rgb: learned_mask(rgb, quiet()),
-    "merged": lambda rgb: learned_mask(rgb, quiet()) | straight_line_mask(rgb, quiet()),
+    "merged": lambda rgb: learned_mask(rgb, quiet()) | scratch_mask(rgb),
     "new": lambda rgb: detect_damage(rgb, (), quiet()),  # what restore-photo ships: one of the two
 }
-NEW_IMPLEMENTATIONS = {"product": "pipelines.damage_detection.detect_damage",
-                       "today": "scratch_mask (stand-in: --new today)"}
 
 
 # --- the one fill every detector's mask goes through ----------------------------------------------
 
-def pick_fill() -> tuple[Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str]], str]:
-    """The product's ``fill_damage`` once it exists; until then a Telea fill (radius 3, 8-bit)."""
-    if importlib.util.find_spec("pipelines.inpainting") is None:
-        return telea, "Telea r3 (bench fallback: no pipelines.inpainting yet)"
-    from pipelines.inpainting import fill_damage
-
-    return (lambda rgb, mask: fill_damage(rgb, mask, 8, quiet())), "pipelines.inpainting.fill_damage"
-
-
-def telea(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, str]:
-    filled = cv2.inpaint((rgb * 255).round().astype(np.uint8), mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    out = rgb.copy()
-    out[mask] = filled[mask].astype(np.float32) / 255
-    return out, "telea"
+def product_fill(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, str]:
+    """restore-photo's own fill (Telea here: no LaMa bundle is installed on a bench machine)."""
+    return fill_damage(rgb, mask, 8, quiet())
 
 
 # --- measures -----------------------------------------------------------------------------------
@@ -342,19 +329,15 @@ def main() -> list[dict]:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--crops", type=Path, default=Path(tempfile.gettempdir()) / "restora-restore-quality")
     parser.add_argument("--json", type=Path, help="also write the entries here as a JSON list")
-    parser.add_argument("--new", choices=NEW_IMPLEMENTATIONS, default="product",
-                        help="what the 'new' column runs: the product's detect_damage, or today's detector")
     args = parser.parse_args()
-    if args.new == "today":
-        DETECTORS["new"] = DETECTORS["today"]
-    fill, fill_name = pick_fill()
+    fill, fill_name = product_fill, "pipelines.inpainting.fill_damage"
     samples = damaged_set(args.seed) + clean_set(args.seed)
-    run = f"seed {args.seed}; new = {NEW_IMPLEMENTATIONS[args.new]}; fill = {fill_name}"
+    run = f"seed {args.seed}; new = pipelines.damage_detection.detect_damage; fill = {fill_name}"
     print(f"{len(samples)} held-out samples; {run}", flush=True)
     rows, seconds, kept = evaluate(samples, fill, set(CROP_SAMPLES))
     entries = damage_entries(rows) + clean_entries(rows) + speed_entries(seconds, samples)
     for entry in (e for e in entries if e["detector"] == "new"):
-        entry["implementation"] = NEW_IMPLEMENTATIONS[args.new]
+        entry["implementation"] = "pipelines.damage_detection.detect_damage"
     print_tables(entries, rows)
     print(f"fill methods used: {sorted({row['fill'] for row in rows})}")
     save_crops(args.crops, samples, kept, rows, run)

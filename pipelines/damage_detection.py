@@ -10,7 +10,7 @@ side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package: no 
 The model-free straight-line pass (:mod:`pipelines.scratch_detection`, the detector before this
 one) is not merged in: on the held-out bench (bench/restore_quality.py) merging it added no
 recall (0.68 both) and cost precision (0.68 -> 0.62) and the undamaged area (worst -9.1 ->
--11.4 dB), flagging brick, clocks and a flag's cord. ``straight_line_mask`` stays for the bench.
+-11.4 dB), flagging brick, clocks and a flag's cord. The bench still runs it (``scratch_mask``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipelines.base import StepContext
-from pipelines.scratch_detection import DETECT_LONG_SIDE, band_masks
+from pipelines.scratch_detection import DETECT_LONG_SIDE, whole_pixel_boxes
 from pipelines.tiling import run_tiled
 
 STAGE = "Finding damage..."
@@ -41,18 +41,9 @@ def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx
     """A bool HxW mask (True = repair here) for float RGB ``rgb`` in [0, 1]. Pixels inside
     ``protect_boxes`` ([x0, y0, x1, y1]) are never marked. Reports progress 0..1 on ``ctx``."""
     mask = learned_mask(rgb, ctx)
-    for x0, y0, x1, y1 in _whole_pixel_boxes(protect_boxes):
+    for x0, y0, x1, y1 in whole_pixel_boxes(protect_boxes):
         mask[y0:y1, x0:x1] = False
     return mask
-
-
-def straight_line_mask(rgb: np.ndarray, ctx: StepContext) -> np.ndarray:
-    """The model-free pass, assembled from its bands."""
-    full = np.zeros(rgb.shape[:2], bool)
-    for band in band_masks(rgb, (), ctx, STAGE):
-        first = band.rows[0] + band.owned.start
-        full[first:band.rows[0] + band.owned.stop] = band.mask[band.owned]
-    return full
 
 
 def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
@@ -149,8 +140,3 @@ def _bf16_agreement_db(model: Any) -> float:
         model.precision = precision
         maps.append(_window_runner(model)(card))
     return psnr(maps[0], maps[1])
-
-
-def _whole_pixel_boxes(boxes: Sequence[Sequence[float]]) -> list[tuple[int, int, int, int]]:
-    whole = [(np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)) for x0, y0, x1, y1 in boxes]
-    return [(max(0, int(x0)), max(0, int(y0)), max(0, int(x1)), max(0, int(y1))) for x0, y0, x1, y1 in whole]

@@ -138,7 +138,7 @@ def band_masks(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: S
     detection = _Detection(geometry, int(round(max(MIN_CONTRAST, NOISE_CONTRAST * sigma))),
                            GRAIN_H_PER_SIGMA * sigma if sigma >= GRAIN_SIGMA else 0.0)
     evidence, lines = _evidence_and_long_lines(rgb, detection, ctx, stage)
-    boxes = _protect_boxes(protect_boxes)
+    boxes = whole_pixel_boxes(protect_boxes)
     bands = geometry.bands()
     for index, band in enumerate(bands):
         ctx.check_cancelled()
@@ -313,7 +313,7 @@ def _line_kernel(length: int, angle: float) -> np.ndarray:
     return cv2.line(np.zeros((length, length), np.uint8), ends[0], ends[1], 1, 1)
 
 
-def _protect_boxes(boxes: Sequence[Sequence[float]]) -> list[Box]:
+def whole_pixel_boxes(boxes: Sequence[Sequence[float]]) -> list[Box]:
     """[x0, y0, x1, y1] pixel boxes, widened to whole pixels and clipped at zero."""
     whole = [(np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)) for x0, y0, x1, y1 in boxes]
     return [(max(0, int(x0)), max(0, int(y0)), max(0, int(x1)), max(0, int(y1))) for x0, y0, x1, y1 in whole]

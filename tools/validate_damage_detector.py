@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import damage_detection as dd  # noqa: E402
 from pipelines.base import StepContext  # noqa: E402
+from pipelines.scratch_detection import scratch_mask  # noqa: E402
 from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
@@ -53,7 +54,7 @@ def main() -> None:
     rng = np.random.default_rng(20_000)
     damaged = [make_sample(rng, photos, 384, clean_fraction=0.0) for _ in range(args.samples)]
     probabilities = [dd.damage_probability(s.image, QUIET, model) for s in damaged]
-    straight = [dd.straight_line_mask(s.image, QUIET) for s in damaged]
+    straight = [scratch_mask(s.image) for s in damaged]
     clean = [(name, p) for name, p in photos.items()] + [
         (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
     clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
