@@ -5,12 +5,13 @@ A small U-Net (:mod:`pipelines.models.damage_unet`, trained in this repo by
 probability per pixel, averaged with its answer on the mirrored photo; pixels above
 LOW_THRESHOLD joined to a pixel above HIGH_THRESHOLD are kept (hysteresis), so a faint stretch of
 a scratch survives while isolated weak responses on texture do not. It runs on a copy whose long
-side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package: no download.
+side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package (no download): the
+model provider gives the packaged model ``damage-unet`` (:data:`pipelines.models.loaders.PACKAGED`),
+loaded by :func:`load_detector`.
 
 The model-free straight-line pass (:mod:`pipelines.scratch_detection`, the detector before this
-one) is not merged in: on the held-out bench (bench/restore_quality.py) merging it added no
-recall (0.68 both) and cost precision (0.68 -> 0.62) and the undamaged area (worst -9.1 ->
--11.4 dB), flagging brick, clocks and a flag's cord. The bench still runs it (``scratch_mask``).
+one) is not merged in: on the held-out bench it added no recall and cost precision
+(docs/NOTES.md, "Damage detection"). The bench still runs it (``scratch_mask``).
 """
 from __future__ import annotations
 
@@ -28,13 +29,12 @@ from pipelines.tiling import run_tiled
 STAGE = "Finding damage..."
 DETECTOR_ID = "damage-unet"
 # Hysteresis thresholds on the detector's probability, chosen on the training run's validation
-# split (tools/validate_damage_detector.py: synth_damage seeds apart from training), never on the
-# held-out benchmark. (0.5, 0.7): recall 0.715, precision 0.828, clean coverage 0.19%;
-# (0.7, 0.9): 0.688, 0.862, 0.13% (rocket+noise worst, 1.09%). Leaving clean photos alone wins.
+# split (tools/validate_damage_detector.py), never on the held-out benchmark: leaving clean photos
+# alone wins (the figures: docs/NOTES.md, "Damage detection").
 HIGH_THRESHOLD = 0.9
 LOW_THRESHOLD = 0.7
 TILE, OVERLAP, MOD = 512, 64, 16  # windows include their context; sides a multiple of 2**levels
-MIRRORED_PASS = True  # validation split, (0.5, 0.7): precision 0.817 -> 0.828, clean coverage 0.24 -> 0.19 %, at twice the cost
+MIRRORED_PASS = True  # more precision, less clean coverage, at twice the cost (docs/NOTES.md)
 
 
 def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext) -> np.ndarray:

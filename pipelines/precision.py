@@ -4,9 +4,10 @@
   the provider's shared model is not modified and a CPU fallback still has fp32 weights).
 * CPU with AMX or AVX512-BF16: bf16 autocast with channels_last, if on a calibration image the
   bf16 output matches the fp32 output within :data:`BF16_MIN_PSNR_DB`; fp32 channels_last
-  otherwise. On a Xeon with AMX bf16 ran RRDBNet x4plus 3.2-3.6x faster than fp32 channels_last.
-* Other CPUs: fp32 with channels_last, which oneDNN runs faster than the default NCHW layout
-  (RRDBNet 256² window: 16 s vs 30-44 s in STACK.md; 1.2-1.4x faster in bench/upscale_speed.py).
+  otherwise.
+* Other CPUs: fp32 with channels_last, which oneDNN runs faster than the default NCHW layout.
+
+Speeds and agreements measured: docs/NOTES.md, "Precision".
 
 Each model's loader decides once, when it loads the model, and leaves the decision on it
 (:func:`precision_of` reads it back). GFPGAN, DDColor and the damage detector take the same
@@ -28,10 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("restora.precision")
 
-# bf16 vs fp32 output PSNR, real x4plus weights, this CPU (AMX): 50.5 dB on the 64² calibration card
-# below (fp32 fed half an 8-bit level of input noise: 48.5 dB, so bf16 moves the output less than
-# invisible input noise does); 53.5-54.6 dB on 48² crops of astronaut, coffee and chelsea; 54.5 dB
-# on a 96² astronaut crop. 45 dB is an RMS error of 1.4 levels of 255: 5.5 dB below the card.
+# An RMS error of 1.4 levels of 255; real x4plus weights measured 50.5 dB on the card (docs/NOTES.md).
 BF16_MIN_PSNR_DB = 45.0
 CALIBRATION_SIDE = 64  # even (x2 pixel-unshuffle); one fp32 and one bf16 pass, 147 GFLOP each for x4plus
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -137,9 +135,8 @@ def calibration_image(side: int) -> np.ndarray:
     """A deterministic test card: smooth shading and three soft-edged discs (lens-like 0.7 px blur).
 
     Synthetic so the decision does not depend on which job came first, and smooth on purpose: on
-    hard synthetic edges, white noise or 1/f noise this network invents texture that changes under
-    any perturbation; there bf16 measured 36-42 dB, but fp32 fed half an 8-bit level of input noise
-    measured 32-45 dB on the same cards, so such cards cannot tell bf16 error from chaos.
+    hard edges or noise the network invents texture that changes under any perturbation, so such
+    cards cannot tell bf16 error from chaos (docs/NOTES.md, "Precision").
     """
     import cv2
 

@@ -211,3 +211,19 @@ def test_a_large_photo_is_detected_on_a_reduced_copy_at_full_size():
     assert mask.shape == truth.shape
     recall, precision = tolerant(mask, truth)
     assert recall > 0.6 and precision > 0.6
+
+
+def test_the_packaged_detector_comes_from_the_provider_with_its_precision():
+    from pipelines.base import ModelUnavailable, StepContext
+    from pipelines.models.loaders import PackagedModels
+    from pipelines.precision import Precision
+
+    models = PackagedModels("cpu")
+    detector = models.get("damage-unet")
+    assert models.get("damage-unet") is detector and isinstance(detector.precision, Precision)
+    with pytest.raises(ModelUnavailable):
+        models.get("gfpgan-v1.4")  # a bundle's model: not packaged
+    without = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)
+    with pytest.raises(ModelUnavailable) as caught:
+        without.model("damage-unet", "photo-restoration")
+    assert caught.value.code == "BUNDLE_NOT_INSTALLED" and caught.value.details["bundle"] == "photo-restoration"

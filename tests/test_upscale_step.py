@@ -267,3 +267,18 @@ def test_real_x4plus_weights_give_a_sensible_upscale(real_x4plus, monkeypatch):
 
 def sharpness(rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(rgb.mean(axis=2), cv2.CV_32F).var())
+
+
+def test_the_runner_refuses_a_call_its_step_refuses_before_decoding(tmp_path):
+    from pipelines.base import InvalidStepParams
+    from pipelines.runner import RunRequest, run_tool_job
+    from pipelines.steps import build_step_registry
+
+    decoded: list = []
+    request = RunRequest(tool="upscale", plan=[{"step": "upscale", "params": {"tileSize": 8, "sharpen": True}}],
+                         input_path=tmp_path / "in.png", output_dir=tmp_path, output_stem="out", input_format="png")
+    with pytest.raises(InvalidStepParams) as caught:
+        run_tool_job(request, build_step_registry(), report=lambda *_: None, is_cancelled=lambda: False,
+                     models=FakeModels({}), decode=decoded.append)
+    assert caught.value.code == "INVALID_PARAMS" and decoded == []
+    assert {problem["field"] for problem in caught.value.details["fields"]} == {"tileSize", "sharpen"}

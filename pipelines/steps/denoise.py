@@ -12,12 +12,9 @@
    monotonically with strength, so higher strength always smooths more.
 3. The filter is ``cv2.fastNlMeansDenoising`` over the RGB channels jointly with the L1 patch
    norm, in uint8 for 8-bit photos and uint16 for 16-bit ones (OpenCV takes uint16 only with
-   NORM_L1), so both depths get the same filter. Measured on astronaut, coffee and chelsea with
-   Gaussian noise (σ 5/10/20) per channel, each at its best h: 0.7..2.7 dB PSNR above
-   ``fastNlMeansDenoisingColored`` (Lab), 3.6..4.7 dB above it when the noise is the same in all
-   three channels (grain); its best h/σ stayed near 1.3 at every σ where the L2 norm's drifted
-   from 1.3 to 0.8. It costs ~1.3x the Lab variant's time. Photos whose three channels are
-   identical are filtered as one channel (a third of the work).
+   NORM_L1), so both depths get the same filter; it beat ``fastNlMeansDenoisingColored`` (Lab) by
+   0.7..4.7 dB PSNR (docs/NOTES.md, "Denoise"). Photos whose three channels are identical are
+   filtered as one channel (a third of the work).
 4. The photo is processed in horizontal bands with BAND_OVERLAP rows of context, more than the
    filter's reach (search radius 10 + patch radius 3), so the result equals whole-image filtering.
 """
