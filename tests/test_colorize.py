@@ -205,8 +205,8 @@ def test_sepia_is_treated_as_grayscale_and_neutralised(grey_photo: np.ndarray, m
 def test_a_colour_photo_is_left_alone(colour_photo: np.ndarray) -> None:
     models = FakeModels(colorizer=None)
     image = Picture(rgb=colour_photo)
-    outcome = STEP.run(image, STEP.checked({"strength": 85}), StepContext(report=lambda *_: None, is_cancelled=lambda: False,
-                                                            models=models))
+    outcome = STEP.run(image, STEP.checked({"strength": 85}),
+                       StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=models))
     assert outcome.skipped == SKIPPED_COLOUR_PHOTO == "the photo already has colour"
     assert outcome.image is image
     assert outcome.measurements == {"colorized": False, "isGrayscale": False}

@@ -66,7 +66,8 @@ def test_strength_zero_changes_nothing():
 
 def test_higher_strength_smooths_more():
     grainy = noisy(photo("astronaut")[128:384, 128:384], 15)
-    outcomes = [STEP.run(Picture(grainy), STEP.checked({"strength": strength}), step_context()) for strength in (10, 25, 50, 100)]
+    outcomes = [STEP.run(Picture(grainy), STEP.checked({"strength": strength}), step_context())
+                for strength in (10, 25, 50, 100)]
     strengths = [outcome.measurements["filterStrength"] for outcome in outcomes]
     details = [detail(outcome.image.rgb) for outcome in outcomes]
     assert strengths == sorted(strengths) and len(set(strengths)) == 4

@@ -227,7 +227,8 @@ def test_run_enhances_every_face_with_progress(nets, photo):
     picture = Picture(two, alpha=alpha, bit_depth=16, info={"icc": b"profile"})
     messages: list[str] = []
     models = FakeModels({**nets, fe.DETECTOR_ID: detector})
-    outcome = fe.run(picture, fe.STEP.checked({"fidelity": 0.2, "onlyCenterFace": False, "upscale": 2}), context(models, messages))
+    params = fe.STEP.checked({"fidelity": 0.2, "onlyCenterFace": False, "upscale": 2})
+    outcome = fe.run(picture, params, context(models, messages))
     assert set(models.requests) == {fe.DETECTOR_ID, fe.RESTORER_ID, fe.PARSER_ID}
     assert [m for m in messages if m.startswith("Enhancing face")] == ["Enhancing face 1/2", "Enhancing face 2/2"]
     assert outcome.measurements["facesEnhanced"] == 2 and outcome.measurements["fidelity"] == 0.2
@@ -255,7 +256,8 @@ def test_cancellation_stops_before_the_next_face(nets, photo):
     messages: list[str] = []
     models = FakeModels({**nets, fe.DETECTOR_ID: ScriptedDetector([face, face])})
     with pytest.raises(Cancelled):
-        fe.run(Picture(photo), fe.STEP.checked({"fidelity": 0.7}), context(models, messages, cancel_at="Enhancing face 1/2"))
+        fe.run(Picture(photo), fe.STEP.checked({"fidelity": 0.7}),
+               context(models, messages, cancel_at="Enhancing face 1/2"))
     assert messages[-1] == "Enhancing face 1/2"
 
 
@@ -265,7 +267,7 @@ def test_only_center_face_picks_the_nearest_to_the_middle():
     assert fe.center_face(faces, 100, 100) is faces[1]
 
 
-def test_detect_boxes_serves_face_boxes(photo):
+def test_retina_boxes_serve_face_boxes(photo):
     detector = ScriptedDetector([(_fractions(ASTRONAUT_BOX, photo), 0.99, ASTRONAUT_LANDMARKS / 512)])
     big = np.zeros((2048, 2048, 3), np.float32)
     boxes = face_boxes(big, context(FakeModels({fe.DETECTOR_ID: detector})))

@@ -68,7 +68,8 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
     clean = photo(name)
     damaged, truth = damage(clean)
     alpha = np.ones(clean.shape[:2], np.float32)
-    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), STEP.checked({}), step_context())
+    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), STEP.checked({}),
+                       step_context())
     # Measured gains inside the damaged area: astronaut 6.8, coffee 8.1, chelsea 8.4, camera 5.6 dB.
     gain = psnr(outcome.image.rgb, clean, truth) - psnr(damaged, clean, truth)
     assert gain > 4.0
