@@ -28,8 +28,10 @@ from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
+from server.lifecycle import Lifecycle
 from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
-                          SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
+                          SETTINGS, SIGNER, STEPS, STORE, TOOLS)
+from server.submissions import SUBMISSIONS, SubmissionService
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -90,6 +92,8 @@ def _job_system(executor: Executor | None):
             "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
+        app[SUBMISSIONS] = SubmissionService(settings, app[TOOLS], app[STEPS], app[BUNDLES], app[MANAGER],
+                                             app[QUEUE_PLACES], app[PROBES], app[LIFECYCLE], app[LIMITS]["submit"])
         await app[EXECUTOR].start()
         await app[MANAGER].start()
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)

@@ -6,7 +6,7 @@ from aiohttp import web
 from server.compat import read_documented, remaining_ttl, result_url, start_job
 from server.errors import NotFound
 from server.jobs import Job, JobStatus
-from server.routes.jobs import job_or_404
+from server.job_lookup import job_or_404
 from server.views import iso
 
 routes = web.RouteTableDef()
