@@ -23,7 +23,7 @@ from server.http_logs import install_http_log_filters
 from server.jobs import Job
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, jobs, system, tools
+from server.routes import bundles, compat_picwish, compat_restore, compat_studio, docs, jobs, system, tools
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
-    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
+    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
         app.add_routes(module.routes)
     add_web_routes(app)
     return app
