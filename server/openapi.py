@@ -16,6 +16,7 @@ from server.error_codes import ERROR_CODES
 from server.openapi_ops import OPERATIONS, Operation
 
 OPENAPI_VERSION = "3.1.0"
+_TAG_ORDER = ("Tools", "Jobs", "Bundles", "Meta", "Compatibility", "Web")
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "No or bad API key", 403: "Forbidden",
                 404: "Not found", 409: "Conflict", 410: "Gone", 413: "Too large", 415: "Unsupported media type",
@@ -43,6 +44,7 @@ def build_document(app: web.Application, tools: Registry[Tool], version: str) ->
                  "description": "Self-hosted photo restoration job server. Submissions answer 202 with a "
                                 "job id; progress streams as Server-Sent Events; results are downloads. "
                                 "API keys are required only when the server runs with them (see README)."},
+        "tags": [{"name": name} for name in _TAG_ORDER],
         "paths": paths,
         "components": {"schemas": _schemas(tools), "securitySchemes": _SECURITY_SCHEMES},
         "security": [{"bearer": []}, {"apiKeyHeader": []}],

@@ -84,3 +84,10 @@ async def test_docs_page_renders_from_local_assets(client):
     bundle = await (await client.get("/api/v1/docs/assets/swagger-ui-bundle.js")).text()
     assert "SwaggerUIBundle" in bundle
     assert (await client.get("/api/v1/docs/assets/swagger-editor-bundle.js")).status == 404
+
+
+async def test_every_operation_has_a_declared_tag(client):
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    declared = {tag["name"] for tag in document["tags"]}
+    used = {tag for item in document["paths"].values() for op in item.values() for tag in op["tags"]}
+    assert used == declared
