@@ -12,7 +12,8 @@ import pytest
 
 from server.app import create_app
 from server.db import SCHEMA, Store
-from server.jobs import JobKind
+from server.jobs import Job, JobKind, JobStatus
+from server.views import progress_data
 from tests.conftest import astronaut, collect, encode, form, noisy_photo, submit, wait_until
 
 SLOW = dict(width=1600, height=1200)  # denoise on a noisy 2 MP photo: several seconds
@@ -184,3 +185,20 @@ async def test_an_install_from_an_older_database_loads_and_fails_as_interrupted(
     store.close()
     assert [(j.kind, j.bundle, j.tool) for j in stored] == [(JobKind.BUNDLE_INSTALL, "upscale", ""),
                                                           (JobKind.TOOL, "", "restore-photo")]
+
+
+async def test_a_restart_requeues_running_jobs_in_order_and_fails_those_out_of_attempts(aiohttp_client, settings):
+    """As a SIGKILLed server leaves them: two jobs still marked running, one queued."""
+    left = [(JobStatus.RUNNING, 1), (JobStatus.RUNNING, settings.max_attempts), (JobStatus.QUEUED, 0)]
+    jobs = [Job(id=str(uuid.uuid4()), kind=JobKind.TOOL, tool="restore-photo", params={}, status=status,
+                attempts=attempts, created_at=1000.0 + i, last_event_id=1) for i, (status, attempts) in enumerate(left)]
+    store = Store(settings.db_path)
+    for job in jobs:
+        store.insert_job(job, event=(1, "progress", progress_data(job)))
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    snapshots = [await job_getter(client, job.id)() for job in jobs]
+    assert [(s["status"], s["queuePosition"]) for s in snapshots] == [("queued", 1), ("failed", None), ("queued", 2)]
+    assert snapshots[1]["error"]["code"] == "WORKER_CRASHED"
+    assert f"{settings.max_attempts} times" in snapshots[1]["error"]["message"]
+    assert "Resuming after a server restart" in [data["stage"] for _, _, data in store.events_after(jobs[0].id, 0)]
+    store.close()
