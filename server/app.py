@@ -20,7 +20,7 @@ from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
 from server.routes import bundles, compat_picwish, compat_restore, compat_studio, docs, jobs, system, tools
@@ -106,7 +106,7 @@ def _job_system(executor: Executor | None):
 
 def _result_builder(app: web.Application):
     def build(job: Job, raw: dict[str, Any]) -> dict[str, Any]:
-        if job.kind != "tool":
+        if job.kind != JobKind.TOOL:
             return raw
         tool = app[TOOLS].get(job.tool)
         return public_result(job, raw, tool.result_type, tool.result_defaults)

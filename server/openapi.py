@@ -13,6 +13,7 @@ from pipelines.registry import Registry
 from pipelines.tools import Tool
 from server.auth import QUERY_KEY_ROUTES
 from server.error_codes import ERROR_CODES
+from server.jobs import JobKind, JobStatus
 from server.openapi_ops import OPERATIONS, Operation
 
 OPENAPI_VERSION = "3.1.0"
@@ -181,7 +182,10 @@ def _schemas(tools: Registry[Tool]) -> dict[str, Any]:
         "statusUrl": {"type": "string"}, "progressUrl": {"type": "string"}}}
     schemas["Job"] = {"type": "object", "required": ["jobId", "status"], "properties": {
         "jobId": {"type": "string", "format": "uuid"},
-        "status": {"type": "string", "enum": ["queued", "running", "complete", "failed", "cancelled", "expired"]},
+        "kind": {"type": "string", "enum": [kind.value for kind in JobKind]},
+        "tool": {"type": "string", "description": "The tool; for a bundle install, its bundle (as before)."},
+        "bundle": {"type": ["string", "null"], "description": "The bundle a bundle-install job installs."},
+        "status": {"type": "string", "enum": [status.value for status in JobStatus]},
         "phase": {"type": "string"}, "stage": {"type": "string"}, "percent": {"type": "number"},
         "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]}},
         "additionalProperties": True}

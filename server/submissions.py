@@ -30,7 +30,7 @@ from server.bundles.catalog import BundleCatalog
 from server.capacity import Place, QueuePlaces
 from server.errors import InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.fetch import FetchPolicy, fetch_image
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.lifecycle import Lifecycle
 from server.manager import JobManager
 from server.masks import MASK_FILE, normalised_mask
@@ -177,7 +177,7 @@ def _new_job(tool: Tool, values: Any, plan: list[dict[str, Any]], skipped: list[
     values = dict(values)
     if values.get("outputFormat") is None and tool.default_format:
         values["outputFormat"] = tool.default_format
-    return Job(id=str(uuid.uuid4()), kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped,
+    return Job(id=str(uuid.uuid4()), kind=JobKind.TOOL, tool=tool.name, params=values, plan=plan, skipped=skipped,
                meta=meta or {}, input_name=upload.filename, input_size=upload.size, input_format=header.format,
                input_file=f"input.{header.format}", mask_file=MASK_FILE if has_mask else "",
                output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
