@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,9 +29,13 @@ import torch
 
 from pipelines.base import Picture, StepContext
 from pipelines.models.ddcolor import (DDColorColorizer, build_ddcolor, encoder_name_from_config, load_ddcolor,
-                                      read_config, write_random_ddcolor)
+                                      read_config)
 from pipelines.precision import Precision, psnr
 from pipelines.steps.colorize import MODEL_ID, STEP, encode_srgb, relative_luminance
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight writers live in tests/
+from tests.model_factories import write_random_ddcolor  # noqa: E402
 
 from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ import numpy as np
 from PIL import Image
 
 from pipelines.base import ModelUnavailable, Picture, StepContext
-from pipelines.models.rembg_sessions import load_session, warm_up_rembg, write_tiny_onnx
+from pipelines.models.rembg_sessions import load_session, warm_up_rembg
 from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP, to_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight writers live in tests/
+from tests.tiny_onnx import write_tiny_onnx  # noqa: E402
 
 from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
 
