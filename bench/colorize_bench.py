@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight
 from tests.model_factories import write_random_ddcolor  # noqa: E402
 
 from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 PIPELINE_INPUT_SIZE = 512  # DDColorImageColorizationPipeline.input_size
 DEFAULT_PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -184,6 +185,10 @@ def main() -> None:
           f"{'not measured' if calibration_db is None else f'{calibration_db:.1f} dB'}); modelscope: fp32 NCHW")
     forward = forward_seconds(colorizer, reference, args.repeats)
     print("model forward at 512x512, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in forward.items()))
+    reference_s = forward["fp32 NCHW (modelscope)"]
+    for name, value in forward.items():
+        if name != "fp32 NCHW (modelscope)":
+            record(f"colorize.forward_{name.replace(' ', '_')}.speedup", reference_s / value, "x", "modelscope")
     rows = [bench_photo(name, args, colorizer, reference) for name in args.photos]
     print("CF = colourfulness, dab = mean (a,b) error vs original [Lab units], s = median seconds, strength 100")
     print_table(rows)
