@@ -20,16 +20,18 @@ from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, jobs, system, tools
+from server.routes import bundles, compat_picwish, compat_restore, compat_studio, docs, jobs, system, tools
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
+from server.lifecycle import Lifecycle
 from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
-                          SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
+                          SETTINGS, SIGNER, STEPS, STORE, TOOLS)
+from server.submissions import SUBMISSIONS, SubmissionService
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -53,7 +55,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
-    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
+    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
         app.add_routes(module.routes)
     add_web_routes(app)
     return app
@@ -90,6 +92,8 @@ def _job_system(executor: Executor | None):
             "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
+        app[SUBMISSIONS] = SubmissionService(settings, app[TOOLS], app[STEPS], app[BUNDLES], app[MANAGER],
+                                             app[QUEUE_PLACES], app[PROBES], app[LIFECYCLE], app[LIMITS]["submit"])
         await app[EXECUTOR].start()
         await app[MANAGER].start()
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
@@ -102,7 +106,7 @@ def _job_system(executor: Executor | None):
 
 def _result_builder(app: web.Application):
     def build(job: Job, raw: dict[str, Any]) -> dict[str, Any]:
-        if job.kind != "tool":
+        if job.kind != JobKind.TOOL:
             return raw
         tool = app[TOOLS].get(job.tool)
         return public_result(job, raw, tool.result_type, tool.result_defaults)
