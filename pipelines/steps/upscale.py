@@ -31,7 +31,7 @@ NATIVE_SCALE = {"realesrgan-x4plus": 4, "realesrgan-x2plus": 2, GENERAL: 4}
 # RRDBNet x2 pixel-unshuffles its input by 2: windows need even sides.
 INPUT_MULTIPLE = {"realesrgan-x2plus": 2}
 DEFAULT_MODEL = "realesrgan-x4plus"
-# 256 px including context runs 20-35% faster on CPU than 256 + context (STACK.md).
+# 256 px including context runs 20-35% faster on CPU than 256 + context (measured; docs/NOTES.md).
 CPU_TILE, CUDA_TILE, MIN_CUDA_TILE = 256, 512, 128
 MIN_TILE = 32
 
