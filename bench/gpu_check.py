@@ -185,7 +185,7 @@ def remove_background(args: argparse.Namespace, scratch: Path) -> None:
     from tests.tiny_onnx import write_tiny_onnx
 
     try:
-        import rembg  # noqa: F401
+        import rembg  # noqa: F401 - only to know whether the step can run
     except ImportError as exc:
         raise Skipped(f"rembg not importable ({exc}); onnxruntime providers: "
                       f"{onnxruntime.get_available_providers()}") from None
