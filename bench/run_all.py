@@ -23,6 +23,7 @@ RUNS = [
     ("colorize_bench.py", ["--repeats", "1"]),
     ("remove_bg_bench.py", []),
     ("restore_quality.py", []),
+    ("enhance_scale1.py", []),
 ]
 
 
