@@ -111,7 +111,7 @@ async def _remote(args: argparse.Namespace, request: RunRequest) -> int:
 
 
 async def _run_all(client: AsyncClient, request: RunRequest, parallel: int) -> int:
-    display = Display(sys.stdout, sys.stderr, len(request.items), tty=sys.stderr.isatty())
+    display = Display(sys.stdout, sys.stderr, [item.source for item in request.items], tty=sys.stderr.isatty())
     gate, names, unfinished = asyncio.Semaphore(parallel), OutputNames(), set()
     tasks = [_restore(client, request, item, display, gate, names, unfinished) for item in request.items]
     try:

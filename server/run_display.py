@@ -30,8 +30,10 @@ class _Live:
 
 
 class Display:
-    def __init__(self, out: TextIO, err: TextIO, total: int, tty: bool):
-        self.out, self.err, self.total, self.tty = out, err, total, tty
+    def __init__(self, out: TextIO, err: TextIO, sources: list[Path], tty: bool):
+        self.out, self.err, self.tty = out, err, tty
+        self._order = {source: n for n, source in enumerate(sources)}
+        self.total = len(sources)
         self._live: dict[Path, _Live] = {}
         self._drawn = 0  # lines of the live region now on the terminal
         self.outcomes: list[Outcome] = []
@@ -94,7 +96,7 @@ class Display:
 
     def summary(self, tool: str) -> None:
         self._clear()
-        failures = [o for o in self.outcomes if o.error]
+        failures = sorted((o for o in self.outcomes if o.error), key=lambda o: self._order[o.source])
         seconds = time.monotonic() - self._started
         self.out.write(f"{tool}: {len(self.outcomes) - len(failures)} of {self.total} file(s) done, "
                        f"{len(failures)} failed, in {seconds:.1f} s\n")
