@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from restora.client import AsyncClient, RestoraError, result_filename
 from server.run_display import Display, Outcome
@@ -63,7 +63,8 @@ def add_run_command(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     run.add_argument("--no-embedded-default", dest="install_embedded", action="store_false",
                      help="do not install the embedded x4plus model at start when it is missing")
     run.add_argument("--parallel", type=int, help="files in flight at once (default: workers + 1; 4 with --server)")
-    run.add_argument("-v", "--verbose", action="store_true", help="show the server's log")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show the local server's log (on a terminal it is otherwise hidden behind the bars)")
     run.set_defaults(run=run_command)
 
 
@@ -86,7 +87,7 @@ def run_command(args: argparse.Namespace, data_dir: Path) -> int:
 
 async def _local(args: argparse.Namespace, data_dir: Path, request: RunRequest) -> int:
     from pipelines.tools import build_tool_registry
-    from server.run_local import local_server, run_settings, scratch_dir
+    from server.run_local import local_server, run_settings, scratch_dir, server_log_to
 
     registry = build_tool_registry()  # what GET /api/v1/tools of the app below answers
     try:
@@ -94,11 +95,12 @@ async def _local(args: argparse.Namespace, data_dir: Path, request: RunRequest) 
     except RestoraError as exc:
         return _refused(exc)
     manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
-    with scratch_dir() as scratch:
+    hide_log = sys.stderr.isatty() and not args.verbose
+    with scratch_dir() as scratch, server_log_to(Path(scratch) / "server.log" if hide_log else None) as progress:
         settings = run_settings(Path(scratch), data_dir / "models", args.workers, args.device,
                                 args.install_embedded, Path(manifests) if manifests else None)
         async with local_server(settings) as client:
-            return await _run_all(client, request, args.parallel or args.workers + 1)
+            return await _run_all(client, request, args.parallel or args.workers + 1, progress)
 
 
 async def _remote(args: argparse.Namespace, request: RunRequest) -> int:
@@ -107,11 +109,11 @@ async def _remote(args: argparse.Namespace, request: RunRequest) -> int:
             check_request(await client.tools(), request.tool, request.params)
         except RestoraError as exc:
             return _refused(exc) if exc.status is None or exc.status < 500 else _failed(exc)
-        return await _run_all(client, request, args.parallel or 4)
+        return await _run_all(client, request, args.parallel or 4, sys.stderr)
 
 
-async def _run_all(client: AsyncClient, request: RunRequest, parallel: int) -> int:
-    display = Display(sys.stdout, sys.stderr, [item.source for item in request.items], tty=sys.stderr.isatty())
+async def _run_all(client: AsyncClient, request: RunRequest, parallel: int, progress: TextIO) -> int:
+    display = Display(sys.stdout, progress, [item.source for item in request.items], tty=progress.isatty())
     gate, names, unfinished = asyncio.Semaphore(parallel), OutputNames(), set()
     tasks = [_restore(client, request, item, display, gate, names, unfinished) for item in request.items]
     try:

@@ -78,6 +78,7 @@ class Display:
     def _clear(self) -> None:
         if self.tty and self._drawn:
             self.err.write(f"\x1b[{self._drawn}F\x1b[J")  # up to the region's first line, erase below
+            self.err.flush()  # before stdout writes there
             self._drawn = 0
 
     def _draw(self) -> None:

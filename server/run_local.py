@@ -12,11 +12,13 @@ would take over that server's jobs); only the models (``<data dir>/models``) are
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator, TextIO
 
 from aiohttp import web
 
@@ -73,3 +75,25 @@ def run_settings(scratch: Path, models_dir: Path, workers: int, device: str, ins
 def scratch_dir() -> tempfile.TemporaryDirectory:
     """Private (0700) and short-pathed, so that the unix socket's path stays within its limit."""
     return tempfile.TemporaryDirectory(prefix="restora-run-")
+
+
+@contextlib.contextmanager
+def server_log_to(path: Path | None) -> Iterator[TextIO]:
+    """Send stderr (this process's log, and that of the workers and decoders it starts, which
+    inherit it) to ``path`` for the block, and yield a stream on the real stderr for the progress
+    bars: log lines would tear the bars apart. ``None``: nothing moves."""
+    if path is None:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        yield terminal
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()

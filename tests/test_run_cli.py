@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -21,11 +23,34 @@ from tests.server_process import ROOT
 _OPTIONS = ["--device", "cpu", "--no-embedded-default"]
 
 
-def restora_run(*args: str, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def restora_run(*args: str, data_dir: Path, cwd: Path, tty: bool = False) -> subprocess.CompletedProcess:
+    """The command as a user runs it; ``tty``: its stderr is a terminal (a pseudo-terminal)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"}
     env.pop("RESTORA_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "server.cli", "run", *args, "--data-dir", str(data_dir), *_OPTIONS],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "server.cli", "run", *args, "--data-dir", str(data_dir), *_OPTIONS]
+    if not tty:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    terminal, stderr = pty.openpty()
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        os.close(stderr)
+        drawn = _read_all(terminal)
+        code = proc.wait(timeout=300)
+        stdout.seek(0)
+        return subprocess.CompletedProcess(command, code, stdout.read(), drawn.decode())
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every process holding the terminal has closed it
+            chunk = b""
+        if not chunk:
+            os.close(fd)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _photos(folder: Path) -> None:
@@ -51,14 +76,18 @@ def test_a_folder_is_restored_under_the_output_dir(tmp_path):
     assert "a.jpg: " in run.stderr and "\x1b[" not in run.stderr + run.stdout
 
 
-def test_failures_are_reported_with_their_codes_and_exit_1(tmp_path):
+def test_failures_are_reported_with_their_codes_and_exit_1_with_bars_on_a_terminal(tmp_path):
     good = encode(astronaut(48))
     (tmp_path / "good.jpg").write_bytes(good)
     (tmp_path / "broken.jpg").write_bytes(good[:600] + bytes(range(256)) * 8)  # header fine, pixels noise
     (tmp_path / "text.jpg").write_text("this is not an image")
     run = restora_run("restore-photo", "good.jpg", "broken.jpg", "text.jpg", "--set", "denoise=false",
-                      data_dir=tmp_path / "data", cwd=tmp_path)
+                      data_dir=tmp_path / "data", cwd=tmp_path, tty=True)
     assert run.returncode == 1, run.stderr
+    # On a terminal: a bar per file and one overall, redrawn in place; the server's log kept off it.
+    assert "\x1b[" in run.stderr and "worker-0" not in run.stderr
+    assert any(line.startswith("good.jpg ") and "%" in line for line in run.stderr.splitlines())
+    assert "] 100% 3/3 files, 2 failed" in run.stderr
     assert Image.open(tmp_path / "good_restored.jpg").size == (48, 48)  # next to its input
     assert not (tmp_path / "broken_restored.jpg").exists() and not (tmp_path / "text_restored.jpg").exists()
     summary = run.stdout[run.stdout.index("restore-photo: "):]
