@@ -17,15 +17,15 @@ import json
 import os
 import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Union
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
+from restora.sse import Event, SseParser
+
 DEFAULT_URL = "http://127.0.0.1:13490"
-TERMINAL = ("complete", "failed", "cancelled")
 Image = Union[str, "os.PathLike[str]", bytes]  # a file path, the file's bytes, or an http(s) URL
 
 
@@ -38,40 +38,6 @@ class RestoraError(Exception):
         self.code, self.message, self.status = code, message, status
         self.job_id = job_id
         self.details = dict(details or {})
-
-
-@dataclass(frozen=True)
-class Event:
-    """One Server-Sent Event of a job: ``type`` is progress, complete, failed or cancelled."""
-
-    id: int | None
-    type: str
-    data: dict[str, Any]
-
-    @property
-    def terminal(self) -> bool:
-        return self.type in TERMINAL
-
-
-@dataclass
-class _SseParser:
-    """Turns the lines of a ``text/event-stream`` into events (comments such as pings are dropped)."""
-
-    fields: dict[str, list[str]] = field(default_factory=dict)
-
-    def feed(self, line: str) -> Event | None:
-        if line.startswith(":"):
-            return None
-        if line:
-            key, _, value = line.partition(":")
-            self.fields.setdefault(key, []).append(value.removeprefix(" "))
-            return None
-        fields, self.fields = self.fields, {}
-        if "data" not in fields:
-            return None
-        raw_id = (fields.get("id") or [""])[-1]
-        return Event(int(raw_id) if raw_id.isdigit() else None, (fields.get("event") or ["message"])[-1],
-                     json.loads("\n".join(fields["data"])))
 
 
 class AsyncClient:
@@ -169,7 +135,7 @@ class AsyncClient:
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
         async with self._http().get(self.url(f"/api/v1/jobs/{job_id}/progress"), headers=headers) as resp:
             await raise_for_error(resp)
-            parser = _SseParser()
+            parser = SseParser()
             async for raw in resp.content:
                 if (event := parser.feed(raw.decode("utf-8").rstrip("\r\n"))) is not None:
                     yield event
@@ -318,7 +284,8 @@ class Client:
                 except StopAsyncIteration:
                     return
         finally:
-            self._call(stream.aclose())
+            if self._thread.is_alive():  # not after close(): the stream went with the loop
+                self._call(stream.aclose())
 
     def wait(self, job_id: str, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
         """``on_event`` is called on the client's loop thread."""

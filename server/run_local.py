@@ -55,7 +55,7 @@ async def local_server(settings: Settings) -> AsyncIterator[AsyncClient]:
 async def _listen(runner: web.AppRunner, scratch: Path) -> AsyncClient:
     """A unix socket in the scratch dir (mode 0700: other users cannot reach it) where there are
     unix sockets, else an ephemeral port on 127.0.0.1."""
-    if hasattr(socket, "AF_UNIX"):
+    if hasattr(socket, "AF_UNIX") and sys.platform != "win32":  # asyncio serves none on Windows
         path = str(scratch.parent / "restora.sock")
         await web.UnixSite(runner, path).start()
         return AsyncClient("http://restora.local", unix_socket=path)

@@ -16,7 +16,7 @@ from pipelines.params import schema
 from pipelines.tools import build_tool_registry
 from server.app import create_app
 from server.auth import KeyStore
-from server.run_inputs import params_from_schema
+from server.run_inputs import collect_inputs, params_from_schema
 from tests.conftest import astronaut, encode, form
 from tests.server_process import ROOT
 
@@ -141,3 +141,15 @@ def test_the_published_schemas_give_back_the_declared_parameters():
     for name in tools:
         published = tools.get(name).describe()["parameters"]
         assert schema(params_from_schema(published)) == published, name
+
+
+def test_folders_skip_earlier_results_in_the_output_dir_and_take_each_file_once(tmp_path):
+    _photos(tmp_path / "photos")
+    out = tmp_path / "photos" / "restored"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "b_restored.png").write_bytes(encode(astronaut(40), "PNG"))  # an earlier run's result
+    items = collect_inputs([str(tmp_path / "photos"), str(tmp_path / "photos" / "a.jpg")], out, recursive=True)
+    assert [(i.source.relative_to(tmp_path), i.dest_dir.relative_to(tmp_path)) for i in items] == [
+        (Path("photos/a.jpg"), Path("photos/restored")), (Path("photos/sub/b.png"), Path("photos/restored/sub"))]
+    top_level = collect_inputs([str(tmp_path / "photos")], None, recursive=False)
+    assert [(i.source.name, i.dest_dir) for i in top_level] == [("a.jpg", tmp_path / "photos")]
