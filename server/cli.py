@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bundle_commands(sub, common)
     add_key_commands(sub, common)
-    add_run_command(sub, common)
+    add_run_command(sub)
     return parser
 
 

@@ -46,9 +46,12 @@ class RunRequest:
     items: list[Item]
 
 
-def add_run_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    run = sub.add_parser("run", parents=[common], help="restore files and folders from the shell",
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    # Not the common --data-dir: here it holds only the models (jobs live in a temporary folder).
+    run = sub.add_parser("run", help="restore files and folders from the shell",
                          description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--data-dir", help="the data dir whose models (installed bundles) a local run uses "
+                     "(default: $RESTORA_DATA_DIR or a per-user data folder)")
     run.add_argument("tool", metavar="TOOL", help="restore-photo, enhance, upscale, face-enhance, colorize, remove-bg")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
     run.add_argument("-o", "--output-dir", type=Path, help="write results here (default: next to each input)")
@@ -108,7 +111,8 @@ async def _remote(args: argparse.Namespace, request: RunRequest) -> int:
         try:
             check_request(await client.tools(), request.tool, request.params)
         except RestoraError as exc:
-            return _refused(exc) if exc.status is None or exc.status < 500 else _failed(exc)
+            # Refused (an unknown tool, a missing key): bad usage. No answer or a server error: a failure.
+            return _refused(exc) if exc.status is not None and exc.status < 500 else _failed(exc)
         return await _run_all(client, request, args.parallel or 4, sys.stderr)
 
 
@@ -119,8 +123,9 @@ async def _run_all(client: AsyncClient, request: RunRequest, parallel: int, prog
     try:
         await asyncio.gather(*tasks)
     except asyncio.CancelledError:  # Ctrl-C: the jobs this run queued must not run on without it
-        await asyncio.wait_for(asyncio.gather(*(client.cancel(job) for job in unfinished),
-                                              return_exceptions=True), timeout=10)
+        if unfinished:  # best effort, for at most 10 s
+            cancels = asyncio.gather(*(client.cancel(job) for job in unfinished), return_exceptions=True)
+            await asyncio.wait([cancels], timeout=10)
         raise
     display.summary(request.tool)
     return 1 if any(outcome.error for outcome in display.outcomes) else 0
