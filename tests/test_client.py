@@ -41,15 +41,23 @@ async def test_submit_follow_wait_and_download(aiohttp_server, settings, tmp_pat
         assert [p.name for p in (tmp_path / "out").iterdir()] == ["restored.jpg"]  # no partial file left
 
 
-async def test_a_file_path_keeps_its_name_and_a_failed_job_raises_its_error(aiohttp_server, settings, tmp_path):
-    base = await _serve(aiohttp_server, settings)
+async def test_a_path_or_a_url_keeps_its_name_and_a_failed_job_raises_its_error(aiohttp_server, settings, tmp_path):
+    base = await _serve(aiohttp_server, settings.with_overrides(allow_private_urls=True))  # the URL is 127.0.0.1
     scan = tmp_path / "old scan.png"
     scan.write_bytes(encode(astronaut(32), "PNG"))
+    async def wedding(request: web.Request) -> web.Response:
+        return web.Response(body=encode(astronaut(36)), content_type="image/jpeg")
+
+    photos = web.Application()
+    photos.router.add_get("/photos/wedding.jpg", wedding)
+    photo_url = str((await aiohttp_server(photos)).make_url("/photos/wedding.jpg"))
     good = encode(astronaut(64), "JPEG")
     broken = good[:600] + bytes(range(256)) * 8  # a valid header, then noise instead of scan data
     async with AsyncClient(base) as client:
         result = await client.wait((await client.submit("restore-photo", scan))["jobId"])
         assert result_filename(result["downloadUrl"]) == "old-scan_restored.png"
+        fetched = await client.wait((await client.submit("restore-photo", photo_url, {"denoise": False}))["jobId"])
+        assert result_filename(fetched["downloadUrl"]) == "wedding_restored.jpg" and fetched["width"] == 36
         job_id = (await client.submit("restore-photo", broken, filename="broken.jpg"))["jobId"]
         with pytest.raises(RestoraError) as failed:
             await client.wait(job_id)
