@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -79,7 +80,12 @@ async def test_errors_carry_the_servers_code_message_and_status(aiohttp_server, 
         with pytest.raises(RestoraError) as missing:
             await client.job("00000000-0000-0000-0000-000000000000")
         assert (missing.value.code, missing.value.status) == ("JOB_NOT_FOUND", 404)
-        queued = await client.submit("restore-photo", encode(astronaut(32)))
+        mask = encode(np.zeros((32, 32), np.uint8), "PNG")
+        with pytest.raises(RestoraError) as no_mask_here:
+            await client.submit("upscale", encode(astronaut(32)), mask=mask)
+        assert (no_mask_here.value.code, no_mask_here.value.status) == ("MASK_NOT_ACCEPTED", 400)
+        queued = await client.submit("restore-photo", encode(astronaut(32)), mask=mask)
+        assert (await client.job(queued["jobId"]))["status"] == "queued"
         with pytest.raises(RestoraError) as not_ready:
             await client.download_bytes(f"/api/v1/download/{queued['jobId']}/photo_restored.jpg")
         assert (not_ready.value.code, not_ready.value.status) == ("RESULT_NOT_READY", 409)
