@@ -5,6 +5,7 @@ Progress goes to stderr so that stdout holds only the outcome (one line per file
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -84,8 +85,12 @@ class Display:
     def _draw(self) -> None:
         if not self.tty:
             return
-        width = max(40, shutil.get_terminal_size().columns - 1)
-        lines = [_bar_line(str(source), live.percent, live.stage, width) for source, live in self._live.items()]
+        columns, rows = self._terminal_size()
+        width = max(40, columns - 1)  # a line that wrapped would break the redraw's arithmetic
+        shown = list(self._live.items())[:max(1, rows - 3)]  # the region must fit on the screen
+        lines = [_bar_line(str(source), live.percent, live.stage, width) for source, live in shown]
+        if len(shown) < len(self._live):
+            lines.append(f"… and {len(self._live) - len(shown)} more in flight"[:width])
         done = len(self.outcomes)
         overall = (done + sum(live.percent for live in self._live.values()) / 100) / max(1, self.total)
         failed = sum(1 for o in self.outcomes if o.error)
@@ -94,6 +99,13 @@ class Display:
         self.err.write("".join(line + "\n" for line in lines))
         self.err.flush()
         self._drawn = len(lines)
+
+    def _terminal_size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.err.fileno())  # stderr's: stdout may be a file
+        except (OSError, ValueError):
+            size = shutil.get_terminal_size()
+        return size.columns, size.lines
 
     def summary(self, tool: str) -> None:
         self._clear()
