@@ -6,7 +6,6 @@ Progress goes to stderr so that stdout holds only the outcome (one line per file
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,11 +100,12 @@ class Display:
         self._drawn = len(lines)
 
     def _terminal_size(self) -> tuple[int, int]:
+        """$COLUMNS/$LINES, else stderr's terminal (stdout may be a file), else 80×24."""
         try:
-            size = os.get_terminal_size(self.err.fileno())  # stderr's: stdout may be a file
+            size = os.get_terminal_size(self.err.fileno())
         except (OSError, ValueError):
-            size = shutil.get_terminal_size()
-        return size.columns, size.lines
+            size = os.terminal_size((0, 0))
+        return _env_int("COLUMNS") or size.columns or 80, _env_int("LINES") or size.lines or 24
 
     def summary(self, tool: str) -> None:
         self._clear()
@@ -116,6 +116,11 @@ class Display:
         for outcome in failures:
             self.out.write(f"  {outcome.source}: {_error_text(outcome.error)}\n")
         self.out.flush()
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else 0
 
 
 def _bar_line(label: str, percent: int, stage: str, width: int) -> str:
