@@ -66,25 +66,25 @@ def write_checkpoints(folder: Path) -> dict[str, Path]:
 
 
 def restora_runner(models: dict[str, Any], photo: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
-    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models,
-                          threads=threads)
+    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models)
     picture = Picture(photo.astype(np.float32) / 255)
 
     def run() -> np.ndarray:
-        outcome = face_enhancement.run(picture, {"fidelity": 0.0, "upscale": UPSCALE}, context)
+        outcome = face_enhancement.run(picture, face_enhancement.STEP.checked({"fidelity": 0.0, "upscale": UPSCALE}),
+                                       context)
         return np.round(outcome.image.rgb * 255).astype(np.uint8)
     return run
 
 
-def fixed_precision(runner: Callable[[], np.ndarray], precision: Any) -> Callable[[], np.ndarray]:
-    """The runner with GFPGAN's precision decision set to ``precision`` for its duration."""
+def fixed_precision(runner: Callable[[], np.ndarray], restorer: Any, precision: Any) -> Callable[[], np.ndarray]:
+    """The runner with GFPGAN's precision (its loader's decision) set to ``precision`` for its duration."""
     def run() -> np.ndarray:
-        saved = gfpgan._decisions.get("cpu")
-        gfpgan._decisions["cpu"] = precision
+        saved = getattr(restorer, "precision", None)
+        restorer.precision = precision
         try:
             return runner()
         finally:
-            gfpgan._decisions["cpu"] = saved
+            restorer.precision = saved
     return run
 
 
@@ -138,9 +138,9 @@ def main() -> None:
         chosen = gfpgan.precision_for_agreement(agreement_db)
         other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU
         restora = restora_runner(models, photo, threads)
-        runners = {f"restora-{chosen.name}": fixed_precision(restora, chosen),
+        runners = {f"restora-{chosen.name}": fixed_precision(restora, restorer, chosen),
                    "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, face_parser, photo),
-                   f"restora-{other.name}": fixed_precision(restora, other)}
+                   f"restora-{other.name}": fixed_precision(restora, restorer, other)}
         timings, outputs = time_alternately(runners, rounds)
     report(chosen, timings, outputs, threads, rounds)
 
