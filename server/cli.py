@@ -1,4 +1,4 @@
-"""The ``restora`` command: ``serve`` and ``bundles``. Settings are read here, at the edge."""
+"""The ``restora`` command: ``serve``, ``run``, ``bundles`` and ``keys``. Settings are read here, at the edge."""
 from __future__ import annotations
 
 import argparse
@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not install the models that ship in installed packages (x4plus) at start")
     from server.bundles.cli import add_bundle_commands
     from server.keys_cli import add_key_commands
+    from server.run_cli import add_run_command
 
     add_bundle_commands(sub, common)
     add_key_commands(sub, common)
+    add_run_command(sub)
     return parser
 
 

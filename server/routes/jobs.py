@@ -35,8 +35,10 @@ async def job_progress(request: web.Request) -> web.StreamResponse:
     hub, lifecycle = request.app[HUB], request.app[LIFECYCLE]
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     async with sse_response(request, headers=headers, ping_interval=request.app[SETTINGS].heartbeat_s) as resp:
-        cursor = 0
-        for event in first_events(hub, job.id, _last_event_id(request)):
+        last_id = _last_event_id(request)
+        # A reconnect that missed nothing continues after its Last-Event-ID, not from the start.
+        cursor = last_id or 0
+        for event in first_events(hub, job.id, last_id):
             if await _send(resp, event):
                 return resp
             cursor = event.seq
