@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not install the models that ship in installed packages (x4plus) at start")
     from server.bundles.cli import add_bundle_commands
     from server.keys_cli import add_key_commands
+    from server.webhooks_cli import add_webhook_commands
 
     add_bundle_commands(sub, common)
     add_key_commands(sub, common)
+    add_webhook_commands(sub, common)
     return parser
 
 

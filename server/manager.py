@@ -36,6 +36,8 @@ class JobManager:
         self._tasks: list[asyncio.Task] = []
         # Cancelled jobs whose worker still uses their folder: it goes when the worker lets go.
         self._held_by_worker: set[str] = set()
+        # Called with a job that just ended, before its end is stored or published (webhooks).
+        self.on_terminal: Callable[[Job], None] = lambda job: None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -188,6 +190,8 @@ class JobManager:
             job.status = status
         for name, value in fields.items():
             setattr(job, name, value)
+        if event_type is not None and event_type == TERMINAL_EVENT.get(job.status):
+            self.on_terminal(job)
         if event_type is None:
             self.store.save_job(job)
             return
