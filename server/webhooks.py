@@ -138,7 +138,11 @@ class Webhooks:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            wait = self._launch_due(time.time())
+            try:
+                wait = self._launch_due(time.time())
+            except Exception:  # e.g. the database is failing: try again later, never stop the loop
+                log.exception("could not read the pending webhook deliveries")
+                wait = _LONGEST_SLEEP_S
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
@@ -161,8 +165,13 @@ class Webhooks:
             status = await self._post(delivery)
         except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             error = _describe(exc)
+        except Exception as exc:  # a bug here must not leave the delivery in flight for ever
+            log.exception("webhook %s: unexpected error", delivery.id)
+            error = _describe(exc)
         try:
             self._store_outcome(delivery, status, error)
+        except Exception:  # not recorded: the attempt is made again
+            log.exception("could not record webhook %s's attempt", delivery.id)
         finally:
             self._in_flight.pop(delivery.id, None)
             self._wake.set()
