@@ -209,3 +209,29 @@ async def test_an_open_batch_survives_a_restart(aiohttp_client, settings):
     events = await batch_stream(second, body["batchId"], last_event_id=0)
     assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert events[-1].data["status"] == "done" and events[-1].data["counts"]["cancelled"] == 2
+
+
+async def test_a_job_end_the_batch_log_missed_is_logged_at_the_next_start(aiohttp_client, settings):
+    """As if the server died after storing a job's end and before its batch logged it."""
+    from server.batch_store import BatchStore
+    from server.db import Store
+    from server.jobs import JobStatus
+    from server.views import terminal_data
+
+    first = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    body = await submit_batch(first, IMAGES[:2])
+    await first.close()
+    last_logged = BatchStore(settings.db_path).get(body["batchId"]).last_seq
+    store = Store(settings.db_path)
+    for job_id in body["jobIds"]:
+        job = store.get_job(job_id)
+        job.status, job.phase, job.stage, job.last_event_id = JobStatus.CANCELLED, "cancelled", "Cancelled", \
+            job.last_event_id + 1
+        store.save_job(job, event=(job.last_event_id, "cancelled", terminal_data(job)))
+    store.close()
+    second = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    events = await batch_stream(second, body["batchId"], last_event_id=last_logged)
+    assert [(e.event, e.data.get("jobId")) for e in events] == \
+        [("cancelled", body["jobIds"][0]), ("cancelled", body["jobIds"][1]), ("batch", None)]
+    assert events[-1].data["status"] == "done" and events[-1].data["counts"]["cancelled"] == 2
+    assert (await batch_of(second, body["batchId"]))["status"] == "done"
