@@ -235,3 +235,21 @@ async def test_a_job_end_the_batch_log_missed_is_logged_at_the_next_start(aiohtt
         [("cancelled", body["jobIds"][0]), ("cancelled", body["jobIds"][1]), ("batch", None)]
     assert events[-1].data["status"] == "done" and events[-1].data["counts"]["cancelled"] == 2
     assert (await batch_of(second, body["batchId"]))["status"] == "done"
+
+
+async def test_batches_need_a_key_and_take_it_in_the_url_only_where_browsers_need_it(aiohttp_client, settings):
+    from server.auth import KeyStore
+
+    key, _ = KeyStore(settings.db_path).create("me")
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0, auth="on")))
+    denied = await client.post("/api/v1/batches/restore-photo", data=batch_form(IMAGES))
+    assert denied.status == 401
+    resp = await client.post("/api/v1/batches/restore-photo", data=batch_form(IMAGES), headers={"X-API-KEY": key})
+    batch_id = (await resp.json())["batchId"]
+    assert (await client.delete(f"/api/v1/batches/{batch_id}", headers={"X-API-KEY": key})).status == 200
+    async with client.get(f"/api/v1/batches/{batch_id}/progress?key={key}") as stream:  # EventSource
+        assert stream.status == 200 and b"event: batch" in await stream.read()
+    download = await client.get(f"/api/v1/batches/{batch_id}/download?key={key}")  # <a href>
+    assert download.status == 409  # let in: nothing finished to zip
+    refused = await client.get(f"/api/v1/batches/{batch_id}?key={key}")
+    assert refused.status == 401 and "?key=" in (await refused.json())["error"]["message"]

@@ -193,3 +193,28 @@ async def test_refused_webhook_urls_queue_nothing(aiohttp_client, settings, url)
 def test_default_schedule_retries_at_least_six_times_over_ten_minutes(tmp_path):
     backoff = Settings(data_dir=tmp_path).webhook_backoff_s
     assert len(backoff) + 1 >= 6 and sum(backoff) >= 600
+
+
+async def test_every_attempt_checks_the_address_again(aiohttp_client, settings, monkeypatch):
+    """A name that was public at submission and points to loopback later (DNS rebinding) is refused
+    at the attempt, before any connection."""
+    import server.webhooks as webhooks
+
+    connections = []
+    canary = await asyncio.start_server(lambda r, w: connections.append(w.close()), "127.0.0.1", 0)
+    port = canary.sockets[0].getsockname()[1]
+    real, calls = webhooks.resolve_checked, []
+
+    async def rebinding(host, port_, allow_private, what="image URL"):
+        calls.append(host)
+        if host == "hook.test" and len(calls) == 1:
+            return ["93.184.215.14"]  # a public address: the submission is accepted
+        return await real("127.0.0.1", port_, allow_private, what)
+
+    monkeypatch.setattr(webhooks, "resolve_checked", rebinding)
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0, webhook_backoff_s=())))
+    job_id = await cancelled_job(client, f"http://hook.test:{port}/hook")
+    hook = await wait_until(lambda: webhook_of(client, job_id), lambda h: h["attempts"] == 1, what="the attempt")
+    assert hook["lastStatus"] is None and "non-public address (127.0.0.1)" in hook["lastError"]
+    assert calls == ["hook.test", "hook.test"] and connections == []
+    canary.close()
