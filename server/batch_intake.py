@@ -49,7 +49,12 @@ async def submit_batch(request: web.Request, tool: Tool, service: SubmissionServ
     try:
         await _read(request, service, batch)
         prepared = await _prepare(tool, service, batch)
-        return tracker.create(tool.name, _commit(service, prepared), batch.webhook_url)
+        jobs = _commit(service, prepared)
+        try:
+            return tracker.create(tool.name, jobs, batch.webhook_url)
+        except BaseException:  # never answered 202: its jobs must not run unseen
+            _cancel(service, jobs)
+            raise
     finally:
         batch.discard()
 
@@ -155,10 +160,14 @@ def _commit(service: SubmissionService, prepared: list[PreparedJob]) -> list[Job
         for item in prepared:
             jobs.append(service.commit(item))
     except BaseException:
-        for job in jobs:
-            service.manager.cancel(job.id)
+        _cancel(service, jobs)
         raise
     return jobs
+
+
+def _cancel(service: SubmissionService, jobs: list[Job]) -> None:
+    for job in jobs:
+        service.manager.cancel(job.id)
 
 
 def _too_many(limit: int) -> PayloadTooLarge:

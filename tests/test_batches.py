@@ -253,3 +253,26 @@ async def test_batches_need_a_key_and_take_it_in_the_url_only_where_browsers_nee
     assert download.status == 409  # let in: nothing finished to zip
     refused = await client.get(f"/api/v1/batches/{batch_id}?key={key}")
     assert refused.status == 401 and "?key=" in (await refused.json())["error"]["message"]
+
+
+async def test_a_job_that_cannot_be_stored_takes_the_batch_back(aiohttp_client, settings):
+    """The disk fails on the second item: the first, already queued, is cancelled; nothing runs."""
+    from server.state import MANAGER
+
+    app = create_app(settings.with_overrides(workers=0))
+    client = await aiohttp_client(app)
+    manager, created = app[MANAGER], []
+    real_create = manager.create
+
+    def failing_create(job, **kwargs):
+        if created:
+            raise OSError("disk full")
+        created.append(real_create(job, **kwargs))
+        return created[-1]
+
+    manager.create = failing_create
+    resp = await client.post("/api/v1/batches/restore-photo", data=batch_form(IMAGES))
+    assert resp.status == 500 and (await resp.json())["error"]["code"] == "INTERNAL"
+    [first] = created
+    assert (await (await client.get(f"/api/v1/jobs/{first.id}")).json())["status"] == "cancelled"
+    assert (await (await client.get("/api/v1/health")).json())["queueDepth"] == 0
