@@ -29,6 +29,7 @@ from pipelines.precision import FP32_CPU, Precision, choose_precision, window_ru
 from pipelines.steps.upscale import overlap_for
 from pipelines.tiling import run_tiled
 from pipelines.torchvision_compat import ensure_torchvision
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 MFLOP_PER_INPUT_PIXEL = 35.9
 REFERENCE = "RealESRGANer fp32 NCHW (reference)"
@@ -164,6 +165,13 @@ def main() -> None:
     print_agreement(outputs, REFERENCE)
     print("\nspeed-up vs RealESRGANer: " + ", ".join(f"{name}: {seconds[REFERENCE] / value:.2f}x"
                                                       for name, value in seconds.items()))
+    for name, value in seconds.items():
+        if name != REFERENCE:
+            record(f"upscale.{slug(name)}.speedup", seconds[REFERENCE] / value, "x", "RealESRGANer")
+
+
+def slug(name: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from server.errors import ApiError, Handler, TooManyRequests
 from server.ratelimit import SlidingWindow
 from server.state import KEYS
 
-_PUBLIC = ("/", "/api/v1/health")
-_PUBLIC_PREFIXES = ("/static/",)
+# The contract and its page are public: they describe the API, never its data.
+_PUBLIC = ("/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs")
+_PUBLIC_PREFIXES = ("/static/", "/api/v1/docs/assets/")
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 

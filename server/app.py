@@ -21,10 +21,10 @@ from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
 from server.integrations import add_integrations
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, jobs, system, tools
+from server.routes import bundles, compat_picwish, compat_restore, compat_studio, docs, jobs, system, tools
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     add_integrations(app)  # webhooks and batches: before the job system, which reports to them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
-    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
+    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
         app.add_routes(module.routes)
     add_web_routes(app)
     return app
@@ -110,7 +110,7 @@ def _job_system(executor: Executor | None):
 
 def _result_builder(app: web.Application):
     def build(job: Job, raw: dict[str, Any]) -> dict[str, Any]:
-        if job.kind != "tool":
+        if job.kind != JobKind.TOOL:
             return raw
         tool = app[TOOLS].get(job.tool)
         return public_result(job, raw, tool.result_type, tool.result_defaults)

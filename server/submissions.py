@@ -30,14 +30,14 @@ from server.bundles.catalog import BundleCatalog
 from server.capacity import Place, QueuePlaces
 from server.errors import InvalidParams, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.fetch import FetchPolicy, fetch_image
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.lifecycle import Lifecycle
 from server.manager import JobManager
 from server.masks import MASK_FILE, normalised_mask
 from server.planning import resolve_plan
 from server.ratelimit import SlidingWindow
 from server.settings import Settings
-from server.uploads import FILE_FIELDS, StoredUpload, Submission, read_submission, safe_stem
+from server.uploads import FILE_FIELDS, MASK_FIELD, StoredUpload, Submission, read_submission, safe_stem
 from server.webhooks import META_KEY as WEBHOOK_META, WEBHOOK_FIELDS, checked_webhook_url
 
 URL_FIELDS = ("image_url", "imageUrl")
@@ -70,16 +70,18 @@ class SubmissionService:
                                      headers={"Retry-After": "10"})
 
     async def read(self, request: web.Request, file_fields: tuple[str, ...] = FILE_FIELDS,
-                   max_bytes: int | None = None, mask_field: str | None = None) -> Submission:
+                   max_bytes: int | None = None, mask_for: Tool | None = None) -> Submission:
         """Drain, rate and queue checks, then the fields and the one image (uploaded, or fetched from
-        a URL), at most ``max_bytes`` (never over the upload limit), and a mask where ``mask_field``
-        names its part. The files are removed on error."""
+        a URL), at most ``max_bytes`` (never over the upload limit), and the ``mask`` part where the
+        tool ``mask_for`` takes one (a tool that takes none refuses it before reading it). The files
+        are removed on error."""
         self.refuse_when_draining()
         check_rate(request, self.submit_limit)
         place = self.take_queue_place()
         limit = min(max_bytes or self.settings.max_upload_bytes, self.settings.max_upload_bytes)
         try:
-            submission = await read_submission(request, self.settings.tmp_dir, limit, file_fields, mask_field)
+            submission = await read_submission(request, self.settings.tmp_dir, limit, file_fields,
+                                               *_mask_part(mask_for))
         except BaseException:
             place.release()
             raise
@@ -208,7 +210,7 @@ def _new_job(tool: Tool, values: Any, plan: list[dict[str, Any]], skipped: list[
     values = dict(values)
     if values.get("outputFormat") is None and tool.default_format:
         values["outputFormat"] = tool.default_format
-    return Job(id=str(uuid.uuid4()), kind="tool", tool=tool.name, params=values, plan=plan, skipped=skipped,
+    return Job(id=str(uuid.uuid4()), kind=JobKind.TOOL, tool=tool.name, params=values, plan=plan, skipped=skipped,
                meta=meta or {}, input_name=upload.filename, input_size=upload.size, input_format=header.format,
                input_file=f"input.{header.format}", mask_file=MASK_FILE if has_mask else "",
                output_stem=f"{safe_stem(upload.filename)}_{tool.output_suffix}")
@@ -227,8 +229,19 @@ def _move_into_job_folder(folder: Path, job: Job, upload: StoredUpload, mask: St
 
 def _check_mask_accepted(tool: Tool, submission: Submission) -> None:
     if submission.mask is not None and not tool.accepts_mask:
-        raise InvalidParams(f"'{tool.name}' takes no mask; only restore-photo repairs a mask you send.",
-                            code="MASK_NOT_ACCEPTED", field="mask")
+        raise _mask_not_accepted(tool)
+
+
+def _mask_part(tool: Tool | None) -> tuple[str | None, InvalidParams | None]:
+    """The multipart field of a repair mask, and the refusal to raise when that tool takes none."""
+    if tool is None:
+        return None, None
+    return MASK_FIELD, None if tool.accepts_mask else _mask_not_accepted(tool)
+
+
+def _mask_not_accepted(tool: Tool) -> InvalidParams:
+    return InvalidParams(f"'{tool.name}' takes no mask; only restore-photo repairs a mask you send.",
+                         code="MASK_NOT_ACCEPTED", field="mask")
 
 
 def _require_upload(submission: Submission) -> StoredUpload:

@@ -16,11 +16,11 @@ import pytest
 
 from pipelines.analysis import is_grayscale
 from pipelines.base import Cancelled, ModelUnavailable, Picture, StepContext
-from pipelines.models.ddcolor import (DEFAULT_ENCODER, DDColorColorizer, encoder_name_from_config,
-                                      official_style_config, write_random_ddcolor)
+from pipelines.models.ddcolor import DEFAULT_ENCODER, DDColorColorizer, encoder_name_from_config
 from pipelines.models.loaders import load_model
 from pipelines.precision import FP32_CPU
 from pipelines.steps.colorize import SKIPPED_COLOUR_PHOTO, STEP, lightness, relative_luminance
+from tests.model_factories import official_style_config, write_random_ddcolor
 from tests.server_process import ROOT
 
 WIDTH, HEIGHT = 301, 517  # odd and not square: the 512x512 model input is squashed both ways

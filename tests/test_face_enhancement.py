@@ -22,6 +22,7 @@ from pipelines.models.loaders import load_model
 from pipelines.precision import Precision
 from pipelines.steps import face_enhancement as fe
 from tests.conftest import astronaut
+from tests.model_factories import save_random_gfpgan, save_random_parsenet, save_random_retinaface
 from tests.server_process import ROOT
 
 # The astronaut's eyes, nose tip and mouth corners in skimage's 512x512 photo (read off the image).
@@ -58,9 +59,9 @@ class ScriptedDetector:
 def nets(tmp_path_factory) -> dict[str, Any]:
     """The three networks, written in their official layouts and read back through the loaders."""
     folder = tmp_path_factory.mktemp("photo-restoration")
-    paths = {"gfpgan-v1-clean": gfpgan.save_random_gfpgan(folder / "GFPGANv1.4.pth", seed=1),
-             "retinaface-resnet50": face_helpers.save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
-             "parsenet": face_helpers.save_random_parsenet(folder / "parsing_parsenet.pth", seed=2)}
+    paths = {"gfpgan-v1-clean": save_random_gfpgan(folder / "GFPGANv1.4.pth", seed=1),
+             "retinaface-resnet50": save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
+             "parsenet": save_random_parsenet(folder / "parsing_parsenet.pth", seed=2)}
     models = {loader: load_model(loader, path, "cpu") for loader, path in paths.items()}
     return {"paths": paths, fe.RESTORER_ID: models["gfpgan-v1-clean"],
             fe.DETECTOR_ID: models["retinaface-resnet50"], fe.PARSER_ID: models["parsenet"]}

@@ -18,13 +18,14 @@ import pytest
 
 from pipelines.base import ModelUnavailable, Picture, PipelineError, StepContext
 from pipelines.models.loaders import load_model
-from pipelines.models.rembg_sessions import load_session, warm_up_rembg, write_tiny_onnx
+from pipelines.models.rembg_sessions import load_session, warm_up_rembg
 from pipelines.steps import remove_background
 from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP
 from pipelines.tools import InputInfo
 from pipelines.tools.remove_bg import resize_factor
 from pipelines.tools.upscale import scaled
 from tests.server_process import ROOT
+from tests.tiny_onnx import write_tiny_onnx
 
 RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
 DOWNLOADS: list[tuple[Any, ...]] = []

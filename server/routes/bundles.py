@@ -16,7 +16,7 @@ from server.bundles.progressbar import Speedometer, describe
 from server.bundles.store import INSTALLING
 from server.errors import Conflict
 from server.executor.base import EventKind, ExecutorEvent
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.state import BUNDLES, INSTALLS, MANAGER
 from server.submissions import SUBMISSIONS
@@ -47,7 +47,7 @@ async def install_bundle(request: web.Request) -> web.Response:
     installs: dict[str, asyncio.Task] = request.app[INSTALLS]
     if manifest.name in installs or request.app[BUNDLES].state(manifest.name).status == INSTALLING:
         raise Conflict(f"An install of {manifest.name} is already running.", code="INSTALL_RUNNING")
-    job = Job(id=str(uuid.uuid4()), kind="bundle-install", tool=manifest.name, params={},
+    job = Job(id=str(uuid.uuid4()), kind=JobKind.BUNDLE_INSTALL, tool="", bundle=manifest.name, params={},
               stage=f"Installing {manifest.name}")
     request.app[MANAGER].create(job, in_process=True)
     task = asyncio.create_task(_run_install(request.app[BUNDLES], request.app[MANAGER], manifest, job.id))

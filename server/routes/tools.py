@@ -5,7 +5,6 @@ from aiohttp import web
 
 from server.state import TOOLS
 from server.submissions import SUBMISSIONS
-from server.uploads import MASK_FIELD
 
 routes = web.RouteTableDef()
 
@@ -21,7 +20,7 @@ async def submit(request: web.Request) -> web.Response:
     service = request.app[SUBMISSIONS]
     service.refuse_when_draining()
     tool = request.app[TOOLS].get(request.match_info["tool"])  # unknown: 400 UNKNOWN_TOOL, nothing read
-    job = await service.submit(tool, await service.read(request, mask_field=MASK_FIELD))
+    job = await service.submit(tool, await service.read(request, mask_for=tool))
     location = f"/api/v1/jobs/{job.id}"
     body = {"jobId": job.id, "async": True, "status": job.status.value,
             "statusUrl": location, "progressUrl": f"{location}/progress"}
