@@ -20,6 +20,7 @@ from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
+from server.integrations import add_integrations
 from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
@@ -33,6 +34,7 @@ from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIM
                           SETTINGS, SIGNER, STEPS, STORE, TOOLS)
 from server.submissions import SUBMISSIONS, SubmissionService
 from server.views import public_result
+from server.webhooks import WEBHOOKS
 
 log = logging.getLogger("restora")
 
@@ -53,6 +55,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     }
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
+    add_integrations(app)  # webhooks and batches: before the job system, which reports to them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
     for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
@@ -91,6 +94,7 @@ def _job_system(executor: Executor | None):
             "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
             "decodeTimeout": settings.decode_timeout_s})
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
+        app[MANAGER].on_terminal = app[WEBHOOKS].job_finished
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         app[SUBMISSIONS] = SubmissionService(settings, app[TOOLS], app[STEPS], app[BUNDLES], app[MANAGER],
                                              app[QUEUE_PLACES], app[PROBES], app[LIFECYCLE], app[LIMITS]["submit"])

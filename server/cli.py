@@ -40,10 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     from server.bundles.cli import add_bundle_commands
     from server.keys_cli import add_key_commands
     from server.run_cli import add_run_command
+    from server.webhooks_cli import add_webhook_commands
 
     add_bundle_commands(sub, common)
     add_key_commands(sub, common)
     add_run_command(sub)
+    add_webhook_commands(sub, common)
     return parser
 
 

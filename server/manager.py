@@ -38,6 +38,8 @@ class JobManager:
         self._tasks: list[asyncio.Task] = []
         self._folders = JobFolders(settings.jobs_dir)
         self._expiry = Expiry(store, hub, self._folders, self._record)
+        # Called with a job that just ended, before its end is stored or published (webhooks).
+        self.on_terminal: Callable[[Job], None] = lambda job: None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,6 +195,8 @@ class JobManager:
             job.status = status
         for name, value in fields.items():
             setattr(job, name, value)
+        if event_type is not None and event_type == TERMINAL_EVENT.get(job.status):
+            self.on_terminal(job)
         if event_type is None:
             self.store.save_job(job)
             return

@@ -51,6 +51,10 @@ class Settings:
     probe_timeout_s: float = 20.0  # reading a header in an isolated child (HEIC, AVIF, RAW)
     decode_timeout_s: float = 120.0  # decoding a whole image in an isolated child
     probes_at_once: int = 4
+    # Waits after each failed webhook attempt: 7 attempts over about 19 minutes, then it gives up.
+    webhook_backoff_s: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+    webhook_timeout_s: float = 10.0  # one attempt, connect to answer
+    max_batch_items: int = 100  # images in one batch request
 
     @property
     def on_loopback(self) -> bool:
@@ -91,4 +95,6 @@ class Settings:
             raise ValueError("auth must be auto, on or off")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if any(wait < 0 for wait in self.webhook_backoff_s) or self.max_batch_items < 1:
+            raise ValueError("webhook_backoff_s must not be negative and max_batch_items must be at least 1")
         return self

@@ -64,7 +64,7 @@ def terminal_data(job: Job) -> dict[str, Any]:
     return {"phase": "cancelled", "stage": job.stage, "percent": int(job.percent)}
 
 
-def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
+def snapshot(job: Job, queue_position: int | None, webhook: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "jobId": job.id,
         "kind": job.kind.value,
@@ -86,4 +86,5 @@ def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
         "skipped": job.skipped,
         "result": job.result,
         "error": job.error,
+        "webhook": webhook,  # its delivery, where the submission gave a webhookUrl (server/webhooks.py)
     }
