@@ -9,7 +9,8 @@ from server.ratelimit import SlidingWindow
 from server.state import KEYS
 
 _PUBLIC = ("/", "/api/v1/health")
-_PUBLIC_PREFIXES = ("/static/",)
+# /internal/ is for worker hosts, which present the worker token instead (server/routes/internal.py).
+_PUBLIC_PREFIXES = ("/static/", "/internal/")
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 

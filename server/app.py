@@ -23,11 +23,12 @@ from server.http_logs import install_http_log_filters
 from server.jobs import Job
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, jobs, system, tools
+from server.routes import bundles, compat_picwish, compat_restore, compat_studio, internal, jobs, system, tools
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
+from server.worker_token import ensure_worker_token
 from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
                           SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
 from server.views import public_result
@@ -55,6 +56,8 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     app.on_shutdown.append(_begin_drain)
     for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
         app.add_routes(module.routes)
+    if settings.broker:
+        app.add_routes(internal.routes)
     add_web_routes(app)
     return app
 
@@ -84,10 +87,7 @@ async def _embedded_defaults(app: web.Application) -> AsyncIterator[None]:
 def _job_system(executor: Executor | None):
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        app[EXECUTOR] = executor or ProcessPool(settings, {
-            "modelsDir": str(settings.models_dir),
-            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
-            "decodeTimeout": settings.decode_timeout_s})
+        app[EXECUTOR] = executor or _default_executor(app)
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         await app[EXECUTOR].start()
@@ -98,6 +98,23 @@ def _job_system(executor: Executor | None):
         await app[MANAGER].stop()
 
     return context
+
+
+def _default_executor(app: web.Application) -> Executor:
+    settings = app[SETTINGS]
+    if settings.broker:
+        from server.executor.broker import BrokerExecutor
+
+        app[internal.WORKER_TOKEN] = ensure_worker_token(settings.data_dir)
+        return BrokerExecutor(settings)
+    return ProcessPool(settings, worker_config(settings))
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """What each spawned worker process is told: where models are, how long a decode may take."""
+    return {"modelsDir": str(settings.models_dir),
+            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
+            "decodeTimeout": settings.decode_timeout_s}
 
 
 def _result_builder(app: web.Application):

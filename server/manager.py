@@ -74,6 +74,8 @@ class JobManager:
         """
         job.last_event_id = 1
         try:
+            if not in_process:
+                self.executor.check_accepting()  # e.g. 503 BROKER_UNAVAILABLE: never accepted, never lost
             self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
         except BaseException:  # never stored, so nothing would ever remove its folder
             self._remove_files(job.id)
@@ -133,7 +135,8 @@ class JobManager:
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
         if job is None:  # cancelled meanwhile: once its worker let go, whatever it wrote goes
-            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS):
+            # Only then: a late or replayed event for a job that ended must not delete its results.
+            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS) and event.job_id in self._held_by_worker:
                 self._held_by_worker.discard(event.job_id)
                 self._remove_files(event.job_id)
             return
@@ -222,6 +225,9 @@ class JobManager:
                     "code": "INTERRUPTED", "message": "The server stopped during this job; run it again "
                     "(an interrupted download resumes where it stopped)."})
         for job in self.store.jobs_with_status([JobStatus.RUNNING]):
+            if self.executor.adopt(self._work_item(job), job):  # still running on a worker host
+                self._active[job.id] = job
+                continue
             if job.attempts >= self.settings.max_attempts:
                 self._active[job.id] = job
                 self._finish(job, JobStatus.FAILED, stage="Failed", error={

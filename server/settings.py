@@ -51,6 +51,9 @@ class Settings:
     probe_timeout_s: float = 20.0  # reading a header in an isolated child (HEIC, AVIF, RAW)
     decode_timeout_s: float = 120.0  # decoding a whole image in an isolated child
     probes_at_once: int = 4
+    # redis://HOST:PORT/DB: jobs go to worker hosts through BullMQ (server/executor/broker.py).
+    broker: str | None = None
+    broker_poll_s: float = 2.0  # how often the API checks Redis, the worker registry, stalled jobs
 
     @property
     def on_loopback(self) -> bool:
@@ -89,6 +92,8 @@ class Settings:
             raise ValueError("device must be auto, cpu or cuda:N")
         if self.auth not in ("auto", "on", "off"):
             raise ValueError("auth must be auto, on or off")
+        if self.broker is not None and not self.broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("broker must be a redis://, rediss:// or unix:// URL")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         return self
