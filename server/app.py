@@ -34,6 +34,8 @@ from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIM
 from server.views import public_result
 
 log = logging.getLogger("restora")
+# With --broker and --workers N: the worker host in this process, and the task that runs it.
+LOCAL_HOST = web.AppKey("local_host", tuple)
 
 
 def create_app(settings: Settings, *, executor: Executor | None = None) -> web.Application:
@@ -92,6 +94,8 @@ def _job_system(executor: Executor | None):
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         await app[EXECUTOR].start()
         await app[MANAGER].start()
+        if settings.broker and settings.workers:
+            _start_local_host(app)
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
         yield
         await _stop_workers(app)
@@ -108,6 +112,13 @@ def _default_executor(app: web.Application) -> Executor:
         app[internal.WORKER_TOKEN] = ensure_worker_token(settings.data_dir)
         return BrokerExecutor(settings)
     return ProcessPool(settings, worker_config(settings))
+
+
+def _start_local_host(app: web.Application) -> None:
+    from server.worker_host import local_host
+
+    host = local_host(app[SETTINGS], app[internal.WORKER_TOKEN])
+    app[LOCAL_HOST] = (host, asyncio.create_task(host.serve(), name="local-worker-host"))
 
 
 def worker_config(settings: Settings) -> dict[str, Any]:
@@ -147,6 +158,10 @@ async def _stop_workers(app: web.Application) -> None:
     if lifecycle.workers_stopped:
         return
     lifecycle.workers_stopped = True
+    if LOCAL_HOST in app:  # its running jobs go back to the broker's queue first
+        host, task = app[LOCAL_HOST]
+        host.stop()
+        await task
     await app[EXECUTOR].stop(app[SETTINGS].shutdown_grace_s)
     await app[MANAGER].drain()  # INTERRUPTED jobs go back to queued
 

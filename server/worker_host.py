@@ -235,12 +235,17 @@ class WorkerHost:
         await self._retrying(attempt)
 
     async def _retrying(self, operation):
-        """Until the API answers: it may be restarting (connection refused, 502/503)."""
-        delay = 0.25
+        """Until the API answers: it may be restarting (connection refused, 502/503). A stopping
+        host gives up after its grace period: BullMQ hands the job out again once its lock lapses."""
+        delay, give_up = 0.25, None
         while True:
             try:
                 return await operation()
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError, _Retry) as exc:
+                if self._stopping.is_set():
+                    give_up = give_up or time.monotonic() + self.config.shutdown_grace_s
+                    if time.monotonic() > give_up:
+                        raise
                 log.warning("API not answering (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
@@ -266,6 +271,16 @@ class WorkerHost:
 
 class _Retry(Exception):
     pass
+
+
+def local_host(settings: Settings, token: str) -> WorkerHost:
+    """``restora serve --broker URL --workers N``: a host inside the API process, taking jobs from the
+    broker like any other and talking to this API over loopback HTTP."""
+    address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    api = f"http://[{address}]:{settings.port}" if ":" in address else f"http://{address}:{settings.port}"
+    return WorkerHost(HostConfig(broker=settings.broker or "", api=api, token=token, data_dir=settings.data_dir,
+                                 name=f"{socket.gethostname()}-api", device=settings.device, slots=settings.workers,
+                                 shutdown_grace_s=settings.shutdown_grace_s))
 
 
 async def _answer(resp: aiohttp.ClientResponse, path: str) -> Any:
