@@ -92,11 +92,19 @@ class WorkerHost:
             log.info("worker host %s taking jobs with %d slot(s)", self.config.name, self.config.slots)
             await self._stopping.wait()
             await self.pool.stop(self.config.shutdown_grace_s)  # running jobs stop at a boundary
-            await worker.close()
             heartbeat.cancel()
             await asyncio.gather(pump, heartbeat, return_exceptions=True)
-            await self.redis.hdel(WORKERS_KEY, self.config.name)
+            await self._leave(worker)
         await self.redis.aclose()
+
+    async def _leave(self, worker: Worker) -> None:
+        """Give the jobs back and leave the registry; with Redis down, only wait so long (BullMQ's
+        own client retries for minutes): the locks lapse and other hosts take the jobs anyway."""
+        try:
+            await asyncio.wait_for(worker.close(), self.config.shutdown_grace_s)
+            await self.redis.hdel(WORKERS_KEY, self.config.name)
+        except (asyncio.TimeoutError, RedisError, OSError) as exc:
+            log.warning("left without telling the broker (%s)", type(exc).__name__)
 
     def stop(self) -> None:
         self._stopping.set()
