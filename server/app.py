@@ -118,6 +118,7 @@ def _start_local_host(app: web.Application) -> None:
     from server.worker_host import local_host
 
     host = local_host(app[SETTINGS], app[internal.WORKER_TOKEN])
+    app[EXECUTOR].local_hosts.append(host)
     app[LOCAL_HOST] = (host, asyncio.create_task(host.serve(), name="local-worker-host"))
 
 

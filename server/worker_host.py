@@ -69,17 +69,17 @@ class WorkerHost:
         self._bull_jobs: dict[str, Any] = {}  # job id -> (BullMQ job, attempt), for progress
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        from server.app import worker_config
+
+        self.pool = ProcessPool(self.settings, worker_config(self.settings))
 
     @property
     def jobs_dir(self) -> Path:
         return self.config.data_dir / "host-jobs"
 
     async def serve(self) -> None:
-        from server.app import worker_config
-
         shutil.rmtree(self.jobs_dir, ignore_errors=True)  # what a killed host left behind
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.pool = ProcessPool(self.settings, worker_config(self.settings))
         self.redis = connect(self.config.broker)
         headers = {"Authorization": f"Bearer {self.config.token}"}
         async with aiohttp.ClientSession(self.config.api.rstrip("/"), headers=headers) as self.http:
@@ -261,12 +261,12 @@ class WorkerHost:
     async def _heartbeat(self) -> None:
         while True:
             try:
-                await self.redis.hset(WORKERS_KEY, self.config.name, json.dumps(self._describe()))
+                await self.redis.hset(WORKERS_KEY, self.config.name, json.dumps(self.describe()))
             except (RedisError, OSError) as exc:  # the broker is restarting; the next beat tries again
                 log.warning("cannot reach the broker for the heartbeat: %s", exc)
             await asyncio.sleep(_HEARTBEAT_S)
 
-    def _describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         slots = self.pool.describe()["workers"]
         states = {s["state"] for s in slots}
         state = ("stopping" if self._stopping.is_set() else "starting" if "starting" in states
@@ -274,6 +274,7 @@ class WorkerHost:
         jobs = [s["jobId"] for s in slots if s["jobId"]]
         return {"name": self.config.name, "host": socket.gethostname(), "device": slots[0]["device"] if slots else "",
                 "state": state, "jobId": jobs[0] if jobs else None, "jobIds": jobs, "slots": len(slots),
+                "restarts": sum(s["restarts"] for s in slots),
                 "lastHeartbeat": time.time(), "ttl": 3 * _HEARTBEAT_S + self.config.lock_s / 4}
 
 

@@ -50,7 +50,7 @@ class BrokerUnavailable(ServiceUnavailable):
 def connect(url: str) -> aioredis.Redis:
     """A client that fails fast: a request must learn within seconds that Redis is down (503),
     not wait through BullMQ's default minutes of reconnect backoff."""
-    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=15)
+    return aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=15)
 
 
 class BrokerExecutor:
@@ -66,6 +66,8 @@ class BrokerExecutor:
         self._up = False
         self._tasks: set[asyncio.Task] = set()
         self._loops: list[asyncio.Task] = []
+        # Worker hosts in this process (serve --workers N), described live rather than from Redis.
+        self.local_hosts: list[Any] = []
 
     # -- Executor interface -----------------------------------------------------------------
     async def start(self) -> None:
@@ -107,7 +109,9 @@ class BrokerExecutor:
         return list(self._waiting)
 
     def describe(self) -> dict[str, Any]:
-        return {"workers": list(self._workers), "queueDepth": len(self._waiting),
+        local = [host.describe() for host in self.local_hosts]
+        remote = [w for w in self._workers if w["name"] not in {h["name"] for h in local}]
+        return {"workers": local + remote, "queueDepth": len(self._waiting),
                 "broker": {"state": "up" if self._up else "down", "queue": QUEUE}}
 
     async def stop(self, grace_s: float) -> None:
@@ -186,7 +190,7 @@ class BrokerExecutor:
                 await operation()
                 return
             except (RedisError, OSError) as exc:
-                self._set_up(False, exc)
+                log.warning("the broker did not take a request (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
 
@@ -196,9 +200,8 @@ class BrokerExecutor:
         while True:
             try:
                 reply = await self._redis.xread({self._queue.keys["events"]: last_id}, block=5000)
-            except (RedisError, OSError) as exc:
-                self._set_up(False, exc)
-                await asyncio.sleep(0.5)
+            except (RedisError, OSError):
+                await asyncio.sleep(0.5)  # _watch tells whether Redis is down
                 continue
             for _, entries in reply or []:
                 for entry_id, fields in entries:
@@ -227,17 +230,22 @@ class BrokerExecutor:
         self._emit(EventKind.LOST, job_id, attempt=attempt, reason=f"{reason}{where}")
 
     async def _watch(self) -> None:
-        """Every poll: is Redis up, which hosts are alive, which stalled jobs go back to wait."""
+        """Every poll: is Redis up, which hosts are alive, which stalled jobs go back to wait.
+        Down means two polls in a row failed: one slow answer on a busy machine is not an outage."""
+        failures = 0
         while True:
             try:
                 await self._redis.ping()
+                failures = 0
                 self._set_up(True)
                 self._workers = await self._read_workers()
                 # Hosts check stalled jobs too; the API does it so that a lone host's death is seen.
                 await self._queue.backend.moveStalledJobsToWait(BROKER_RETRIES, self._stalled_ms())
                 await self._reconcile()
             except (RedisError, OSError) as exc:
-                self._set_up(False, exc)
+                failures += 1
+                if failures >= 2:
+                    self._set_up(False, exc)
             await asyncio.sleep(self._settings.broker_poll_s)
 
     async def _reconcile(self) -> None:
