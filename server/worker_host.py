@@ -126,7 +126,8 @@ class WorkerHost:
         if self._stopping.is_set():
             raise PutBack("this worker host is stopping")
         try:
-            started = await self._call("POST", f"/internal/v1/jobs/{job_id}/attempts", json={"worker": self.config.name})
+            started = await self._call("POST", f"/internal/v1/jobs/{job_id}/attempts",
+                                       json={"worker": self.config.name, "lock": token})
         except StaleAttempt:
             return  # cancelled or ended meanwhile: nothing to run
         attempt, spec = int(started["attempt"]), started["job"]

@@ -179,3 +179,51 @@ async def test_a_host_frozen_past_its_lock_is_shut_out(cluster):
     async with cluster.session.get(url) as resp:
         assert await resp.read() == result  # the winning attempt's results, untouched
     assert (await cluster.job(body["jobId"]))["worker"] == winner
+
+
+@pytest.fixture
+async def api_only(tmp_path):
+    """Redis and the API, no host: the test plays a worker host itself, call by call."""
+    require_redis()
+    async with aiohttp.ClientSession() as session:
+        running = Cluster(tmp_path, session)
+        try:
+            await running.start(hosts=0)
+            yield running
+        finally:
+            running.stop()
+
+
+async def test_every_worker_call_is_bound_to_the_current_attempt(api_only):
+    cluster = api_only
+    photo = encode(astronaut(64))
+    body = await cluster.submit(photo)
+    token = (cluster.api.data_dir / "worker-token").read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    jobs = f"{cluster.api.base}/internal/v1/jobs/{body['jobId']}"
+
+    async def start(lock):
+        async with cluster.session.post(jobs + "/attempts", json={"worker": "me", "lock": lock}, headers=auth) as resp:
+            assert resp.status == 200
+            return (await resp.json())["attempt"]
+    assert await start("lock-a") == 1
+    assert await start("lock-a") == 1  # the same hand-out asking again (its answer was lost)
+    assert await start("lock-b") == 2  # handed out again: the first attempt's host is presumed gone
+    async with cluster.session.get(jobs + "/attempts/1/input", headers=auth) as resp:
+        assert resp.status == 409 and (await resp.json())["error"]["code"] == "STALE_ATTEMPT"
+    async with cluster.session.get(jobs + "/attempts/2/input", headers=auth) as resp:
+        assert resp.status == 200 and await resp.read() == photo
+    for attempt, status in ((1, 409), (2, 204)):
+        async with cluster.session.put(f"{jobs}/attempts/{attempt}/files/out.png", data=photo, headers=auth) as resp:
+            assert resp.status == status
+    done = {"type": "done", "result": {"files": {"output": "out.png", "preview": "missing.webp"}}}
+    async with cluster.session.post(jobs + "/attempts/2/finish", json=done, headers=auth) as resp:
+        assert resp.status == 409 and (await resp.json())["error"]["code"] == "MISSING_UPLOAD"
+    failed = {"type": "failed", "code": "UNDECODABLE", "message": "no"}
+    async with cluster.session.post(jobs + "/attempts/1/finish", json=failed, headers=auth) as resp:
+        assert resp.status == 409
+    async with cluster.session.post(jobs + "/attempts/2/finish", json=failed, headers=auth) as resp:
+        assert resp.status == 200
+    snapshot = await cluster.job(body["jobId"])
+    assert snapshot["status"] == "failed" and snapshot["attempts"] == 2 and snapshot["worker"] == "me"
+    assert not list((cluster.api.data_dir / "jobs" / body["jobId"]).glob(".*partial"))

@@ -61,6 +61,7 @@ class BrokerExecutor:
         self._waiting: list[str] = []  # submitted and not started, in queue order as this API sees it
         self._running: dict[str, tuple[int, str]] = {}  # job id -> (attempt, worker host)
         self._items: dict[str, WorkItem] = {}  # what hosts are told to run, by job id
+        self._locks: dict[str, str] = {}  # job id -> the lock token of its running attempt
         self._active_at_start: set[str] | None = None  # None: Redis was unreachable at start
         self._workers: list[dict[str, Any]] = []
         self._up = False
@@ -138,13 +139,19 @@ class BrokerExecutor:
         self._items[job.id] = item
         return True
 
-    def attempt_started(self, job_id: str, attempt: int, worker: str) -> None:
+    def attempt_started(self, job_id: str, attempt: int, worker: str, lock: str = "") -> None:
         if job_id in self._waiting:
             self._waiting.remove(job_id)
         self._running[job_id] = (attempt, worker)
+        self._locks[job_id] = lock
+
+    def attempt_lock(self, job_id: str) -> str | None:
+        """The BullMQ lock token the running attempt was started with (unique per hand-out)."""
+        return self._locks.get(job_id) if job_id in self._running else None
 
     def attempt_ended(self, job_id: str, *, final: bool = False) -> None:
         self._running.pop(job_id, None)
+        self._locks.pop(job_id, None)
         if final:
             self._items.pop(job_id, None)
 

@@ -67,10 +67,13 @@ def _current(request: web.Request) -> tuple[Job, int, WorkItem]:
 @routes.post("/internal/v1/jobs/{job_id}/attempts")
 async def start_attempt(request: web.Request) -> web.Response:
     _authorize(request)
-    worker = str((await _body(request)).get("worker") or "")[:200]
+    body = await _body(request)
+    worker, lock = str(body.get("worker") or "")[:200], str(body.get("lock") or "")[:200]
     manager, executor = request.app[MANAGER], request.app[EXECUTOR]
     job_id = request.match_info["job_id"]
     job = manager.get(job_id)
+    if job is not None and job.status == JobStatus.RUNNING and lock and executor.attempt_lock(job_id) == lock:
+        return _started(job.attempts, executor.work_item(job_id))  # asked again: the answer was lost
     if job is not None and job.status == JobStatus.RUNNING:
         # BullMQ handed the job out again, so the last attempt's host stopped renewing its lock
         # without anyone here noticing yet (its stalled event not read, or this API restarted).
@@ -82,10 +85,14 @@ async def start_attempt(request: web.Request) -> web.Response:
     if job is None or job.status != JobStatus.QUEUED or item is None:
         raise Conflict(f"Job {job_id} is not waiting to run (it was cancelled, or it has ended).", code="NOT_RUNNABLE")
     attempt = job.attempts + 1
-    executor.attempt_started(job_id, attempt, worker)
+    executor.attempt_started(job_id, attempt, worker, lock)
     job.meta = {**job.meta, "worker": worker}  # stored with the start event, in the same transaction
     manager.apply(ExecutorEvent(EventKind.STARTED, job_id, {"worker": worker}))
     log.info("job %s attempt %d started on %s", job_id, attempt, worker)
+    return _started(attempt, item)
+
+
+def _started(attempt: int, item: WorkItem) -> web.Response:
     return web.json_response({"attempt": attempt, "job": {
         "tool": item.tool, "plan": item.plan, "inputFormat": item.input_format, "outputStem": item.output_stem,
         "options": item.options, "inputName": Path(item.input_path).name,
