@@ -67,6 +67,7 @@ class WorkerHost:
                                  shutdown_grace_s=config.shutdown_grace_s).validate()
         self._running: dict[str, asyncio.Future] = {}  # job id -> the pool's terminal event
         self._bull_jobs: dict[str, Any] = {}  # job id -> (BullMQ job, attempt), for progress
+        self._shut_out: set[str] = set()  # jobs whose lock this host lost: stopped, never reported
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         from server.app import worker_config
@@ -143,6 +144,7 @@ class WorkerHost:
             log.warning("job %s attempt %d was taken over by another attempt; dropped", job_id, attempt)
         finally:
             self._bull_jobs.pop(job_id, None)
+            self._shut_out.discard(job_id)
             shutil.rmtree(folder, ignore_errors=True)
 
     async def _fetch_inputs(self, job_id: str, base: str, spec: dict[str, Any], folder: Path) -> WorkItem:
@@ -168,6 +170,10 @@ class WorkerHost:
             self._running.pop(item.job_id, None)
 
     async def _report(self, base: str, event: ExecutorEvent, folder: Path) -> None:
+        if event.job_id in self._shut_out:
+            self._shut_out.discard(event.job_id)
+            log.warning("job %s: not reporting its %s, this host lost its lock", event.job_id, event.kind.value)
+            return
         if event.kind == EventKind.LOST:  # the worker process died: any host may try again
             raise PutBack(event.data.get("reason", "the worker process stopped"))
         if event.kind == EventKind.DONE:
@@ -192,9 +198,12 @@ class WorkerHost:
                 return
 
     def _on_locks_lost(self, job_ids: list[str]) -> None:
+        """The lock is the truth: without it BullMQ hands the job to a host (maybe this one) again.
+        The stopped run reports nothing; above all not "cancelled", which only a user may say."""
         for job_id in job_ids:
             if job_id in self._running:
-                log.error("lost the lock on job %s (this host was frozen or cut off past it): stopping it", job_id)
+                log.error("lost the lock on job %s (frozen, cut off, or Redis lost it): stopping it", job_id)
+                self._shut_out.add(job_id)
                 self.pool.cancel(job_id)
 
     async def _follow_pool(self) -> None:

@@ -51,8 +51,9 @@ def require_redis() -> str:
 class RedisServer:
     """Its own port and folder; AOF with appendfsync always, so a SIGKILL loses nothing accepted."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, bind: str = "127.0.0.1"):
         self.binary = require_redis()
+        self.bind = bind
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -61,7 +62,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            [self.binary, "--port", str(self.port), "--bind", *self.bind.split(), "--dir", str(self.folder),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -89,9 +90,10 @@ class HostProcess:
     """A ``restora worker`` in its own session, so a signal to its group reaches its worker processes."""
 
     def __init__(self, name: str, data_dir: Path, api: ServerProcess, broker: str, release: Path,
-                 lock_s: float = 4.0):
+                 lock_s: float = 4.0, api_base: str | None = None, wrapper: tuple[str, ...] = ()):
         self.name, self.data_dir, self.api, self.broker = name, data_dir, api, broker
         self.release, self.lock_s = release, lock_s
+        self.api_base, self.wrapper = api_base or api.base, wrapper  # e.g. ("ip", "netns", "exec", NS)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -99,7 +101,7 @@ class HostProcess:
                    f"pool.WORKER_COMMAND = (sys.executable, '-c', {HELD_WORKER!r}, {str(self.release)!r})\n"
                    f"from server.cli import main\nsys.exit(main(sys.argv[1:]))")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", prelude, "worker", "--broker", self.broker, "--api", self.api.base,
+            [*self.wrapper, sys.executable, "-c", prelude, "worker", "--broker", self.broker, "--api", self.api_base,
              "--token-file", str(self.api.data_dir / "worker-token"), "--data-dir", str(self.data_dir),
              "--name", self.name, "--device", "cpu", "--lock-seconds", str(self.lock_s)],
             cwd=ROOT, start_new_session=True)
@@ -119,11 +121,14 @@ class HostProcess:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path, session: aiohttp.ClientSession):
+    def __init__(self, tmp_path: Path, session: aiohttp.ClientSession, bind: str = "127.0.0.1"):
+        """``bind``: the addresses Redis and the API listen on (one: loopback only, and API keys off)."""
         self.tmp_path, self.session = tmp_path, session
-        self.redis = RedisServer(tmp_path / "redis")
+        self.redis = RedisServer(tmp_path / "redis", bind)
         self.release = tmp_path / "release"
-        self.api = ServerProcess(tmp_path / "api", env={"RESTORA_BROKER": self.redis.url}, workers=0)
+        listen = "" if bind == "127.0.0.1" else "sys.argv += ['--host', '0.0.0.0', '--auth', 'off']"
+        self.api = ServerProcess(tmp_path / "api", env={"RESTORA_BROKER": self.redis.url}, workers=0,
+                                 prelude=f"import sys\n{listen}")
         self.hosts: dict[str, HostProcess] = {}
 
     async def start(self, hosts: int = 2) -> None:
@@ -133,8 +138,9 @@ class Cluster:
             self.add_host(f"host-{index + 1}")
         await self.wait_for_hosts(list(self.hosts))
 
-    def add_host(self, name: str) -> HostProcess:
-        host = HostProcess(name, self.tmp_path / name, self.api, self.redis.url, self.release)
+    def add_host(self, name: str, **options) -> HostProcess:
+        host = HostProcess(name, self.tmp_path / name, self.api, options.pop("broker", self.redis.url),
+                           self.release, **options)
         host.start()
         self.hosts[name] = host
         return host
