@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(NO_DEPS)
-	@# The first `import rembg` compiles pymatting's numba kernels (70 s or more); do it once here
+	@# The first `import rembg` compiles pymatting's numba kernels (a minute or more); do it once here
 	@# so neither the server's first background-removal job nor the tests pay for it.
 	$(BIN)/python -c "from pipelines.models.rembg_sessions import warm_up_rembg; print(f'rembg warmed in {warm_up_rembg():.0f} s')"
 	touch $(STAMP)

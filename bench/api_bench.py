@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.server_process import ServerProcess, free_port  # noqa: E402
 
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
+
 BASELINE = r'''
 import asyncio, sys
 from aiohttp import web
@@ -159,6 +161,8 @@ async def report_posts(session, ours: str, base: str, image: bytes, posts: int) 
     print(f"  restora   {summary(restora)}")
     print(f"  baseline  {summary(bare)}")
     print(f"  ratio restora/baseline (median): {statistics.median(restora) / statistics.median(bare):.2f}")
+    record("api.post_202.median", statistics.median(restora) * 1000, "ms")
+    record("api.post_202.speedup", statistics.median(bare) / statistics.median(restora), "x", "bare aiohttp")
 
 
 async def report_fanout(session, ours: str, base: str, image: bytes, fanouts: list[int]) -> None:
@@ -179,6 +183,7 @@ async def report_fanout(session, ours: str, base: str, image: bytes, fanouts: li
         bare = await fan_out(session, base + "/sse", publish, n)
         print(f"  N={n:5d}  restora {restora * 1000:7.1f} ms  baseline {bare * 1000:7.1f} ms  "
               f"ratio {restora / bare:.2f}")
+        record(f"api.sse_fan_out_{n}.speedup", bare / restora, "x", "bare aiohttp SSE")
 
 
 async def _submit(session, base: str, image: bytes) -> str:

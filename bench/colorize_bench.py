@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,11 +29,16 @@ import torch
 
 from pipelines.base import Picture, StepContext
 from pipelines.models.ddcolor import (DDColorColorizer, build_ddcolor, encoder_name_from_config, load_ddcolor,
-                                      read_config, write_random_ddcolor)
+                                      read_config)
 from pipelines.precision import Precision, psnr
 from pipelines.steps.colorize import MODEL_ID, STEP, encode_srgb, relative_luminance
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight writers live in tests/
+from tests.model_factories import write_random_ddcolor  # noqa: E402
+
 from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 PIPELINE_INPUT_SIZE = 512  # DDColorImageColorizationPipeline.input_size
 DEFAULT_PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -179,6 +185,10 @@ def main() -> None:
           f"{'not measured' if calibration_db is None else f'{calibration_db:.1f} dB'}); modelscope: fp32 NCHW")
     forward = forward_seconds(colorizer, reference, args.repeats)
     print("model forward at 512x512, median s: " + ", ".join(f"{k} {v:.2f}" for k, v in forward.items()))
+    reference_s = forward["fp32 NCHW (modelscope)"]
+    for name, value in forward.items():
+        if name != "fp32 NCHW (modelscope)":
+            record(f"colorize.forward_{name.replace(' ', '_')}.speedup", reference_s / value, "x", "modelscope")
     rows = [bench_photo(name, args, colorizer, reference) for name in args.photos]
     print("CF = colourfulness, dab = mean (a,b) error vs original [Lab units], s = median seconds, strength 100")
     print_table(rows)

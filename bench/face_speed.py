@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,11 @@ from pipelines.models import face_helpers, gfpgan
 from pipelines.precision import psnr
 from pipelines.steps import face_enhancement
 from pipelines.torchvision_compat import ensure_torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight writers live in tests/
+from tests.model_factories import save_random_gfpgan, save_random_parsenet, save_random_retinaface  # noqa: E402
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 # The astronaut's eyes, nose tip and mouth corners in skimage's 512x512 photo (read off the image).
 ASTRONAUT_LANDMARKS = np.array([[202, 101], [248, 102.5], [224.5, 125], [207, 142.5], [242, 143.5]])
@@ -54,31 +60,31 @@ class AstronautDetector:
 
 
 def write_checkpoints(folder: Path) -> dict[str, Path]:
-    return {"gfpgan": gfpgan.save_random_gfpgan(folder / "GFPGANv1.4.pth"),
-            "detector": face_helpers.save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
-            "parser": face_helpers.save_random_parsenet(folder / "parsing_parsenet.pth")}
+    return {"gfpgan": save_random_gfpgan(folder / "GFPGANv1.4.pth"),
+            "detector": save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
+            "parser": save_random_parsenet(folder / "parsing_parsenet.pth")}
 
 
 def restora_runner(models: dict[str, Any], photo: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
-    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models,
-                          threads=threads)
+    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=models)
     picture = Picture(photo.astype(np.float32) / 255)
 
     def run() -> np.ndarray:
-        outcome = face_enhancement.run(picture, {"fidelity": 0.0, "upscale": UPSCALE}, context)
+        outcome = face_enhancement.run(picture, face_enhancement.STEP.checked({"fidelity": 0.0, "upscale": UPSCALE}),
+                                       context)
         return np.round(outcome.image.rgb * 255).astype(np.uint8)
     return run
 
 
-def fixed_precision(runner: Callable[[], np.ndarray], precision: Any) -> Callable[[], np.ndarray]:
-    """The runner with GFPGAN's precision decision set to ``precision`` for its duration."""
+def fixed_precision(runner: Callable[[], np.ndarray], restorer: Any, precision: Any) -> Callable[[], np.ndarray]:
+    """The runner with GFPGAN's precision (its loader's decision) set to ``precision`` for its duration."""
     def run() -> np.ndarray:
-        saved = gfpgan._decisions.get("cpu")
-        gfpgan._decisions["cpu"] = precision
+        saved = getattr(restorer, "precision", None)
+        restorer.precision = precision
         try:
             return runner()
         finally:
-            gfpgan._decisions["cpu"] = saved
+            restorer.precision = saved
     return run
 
 
@@ -132,9 +138,9 @@ def main() -> None:
         chosen = gfpgan.precision_for_agreement(agreement_db)
         other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU
         restora = restora_runner(models, photo, threads)
-        runners = {f"restora-{chosen.name}": fixed_precision(restora, chosen),
+        runners = {f"restora-{chosen.name}": fixed_precision(restora, restorer, chosen),
                    "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, face_parser, photo),
-                   f"restora-{other.name}": fixed_precision(restora, other)}
+                   f"restora-{other.name}": fixed_precision(restora, restorer, other)}
         timings, outputs = time_alternately(runners, rounds)
     report(chosen, timings, outputs, threads, rounds)
 
@@ -152,6 +158,7 @@ def report(chosen: Any, timings: dict, outputs: dict, threads: int, rounds: int)
     for name, (wall, cpu) in best.items():
         if name.startswith("restora"):
             print(f"  ratio GFPGANer / {name}: wall {baseline[0] / wall:.2f}x, CPU {baseline[1] / cpu:.2f}x")
+            record(f"face.{name}.speedup", baseline[0] / wall, "x", "GFPGANer")
     print(f"  PSNR restora-bf16 vs restora-fp32 (whole photo, 8-bit): "
           f"{psnr(outputs['restora-bf16'] / 255, outputs['restora-fp32'] / 255):.1f} dB")
     print(f"  PSNR restora vs GFPGANer output (different noise, mask, offset): "

@@ -19,6 +19,7 @@ from pipelines.models.rrdbnet import load_rrdbnet, upscale_array
 from pipelines.precision import psnr
 
 from _timing import time_alternately  # bench/_timing.py (bench/ is on sys.path)
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 SIDE = 64
 REPEATS = 5
@@ -54,6 +55,8 @@ def main() -> None:
     for name, values in timings.items():
         print(f"{name:16s} median {medians[name]:.3f} s  min {min(values):.3f} s  ({REPEATS} runs)")
     print(f"torch / ncnn time ratio (medians): {medians['torch fp32 NCHW'] / medians['ncnn fp32']:.2f}")
+    record("upscale.x4plus_fp32_nchw.speedup", medians["ncnn fp32"] / medians["torch fp32 NCHW"], "x", "ncnn")
+    record("upscale.x4plus_conversion.psnr", psnr(torch_output, ncnn_output), "dB", "ncnn")
 
 
 if __name__ == "__main__":

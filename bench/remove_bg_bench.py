@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,15 @@ import numpy as np
 from PIL import Image
 
 from pipelines.base import ModelUnavailable, Picture, StepContext
-from pipelines.models.rembg_sessions import load_session, warm_up_rembg, write_tiny_onnx
+from pipelines.models.rembg_sessions import load_session, warm_up_rembg
 from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP, to_uint8
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as ``python bench/x.py``: the random-weight writers live in tests/
+from tests.tiny_onnx import write_tiny_onnx  # noqa: E402
+
 from _timing import median_seconds  # bench/_timing.py (bench/ is on sys.path)
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 REPEATS = 5
 SPEED_SIZE = (1024, 768)
@@ -105,6 +111,8 @@ def compare_speed(level: str, rgb: np.ndarray, models: Sessions) -> None:
     print(f"  {level:6s} {MODEL_FOR_QUALITY[level]:18s} restora {medians['restora']:.3f} s  rembg.remove "
           f"{medians['rembg']:.3f} s  ratio restora/rembg {medians['restora'] / medians['rembg']:.2f}  "
           f"max alpha difference {int(np.max(np.abs(ours - theirs)))}/255")
+    record(f"remove_bg.{level}.speedup", medians["rembg"] / medians["restora"], "x", "rembg.remove")
+    record(f"remove_bg.{level}.alpha_max_diff", int(np.max(np.abs(ours - theirs))), "/255", "rembg.remove")
 
 
 # -- quality -----------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from pipelines.base import StepContext
 from pipelines.damage_detection import detect_damage, learned_mask
 from pipelines.inpainting import fill_damage
 from pipelines.scratch_detection import scratch_mask
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 TOLERANCE = 2  # px: a detection this close to a true pixel counts, and the other way round
 UNDAMAGED_MARGIN = 3  # px around the true mask left out of the undamaged-area figure
@@ -346,7 +347,24 @@ def main() -> list[dict]:
         print(json.dumps(entry))
     if args.json:
         args.json.write_text(json.dumps(entries, indent=1))
+    record_headline(entries)
     return entries
+
+
+def record_headline(entries: list[dict]) -> None:
+    """The shipped detector's figures on all damaged samples, the clean sets and its speed."""
+    for entry in entries:
+        if entry["detector"] != "new":
+            continue
+        if entry["set"] == "damaged" and entry["category"] == "all":
+            record("restore.detection.recall", entry["recall"], "fraction", "true mask")
+            record("restore.detection.precision", entry["precision"] or 0.0, "fraction", "true mask")
+            record("restore.gain_min", entry["gainMinDb"], "dB", "damaged input")
+            record("restore.undamaged_worst", entry["undamagedWorstDb"], "dB", "damaged input")
+        elif entry["set"] == "clean":
+            record(f"restore.clean_{entry['group']}.coverage_worst", entry["coverageWorstPct"], "%")
+        elif entry["set"] == "speed":
+            record("restore.detection.seconds_per_mpx", entry["secondsPerMegapixel"], "s/Mpx")
 
 
 if __name__ == "__main__":

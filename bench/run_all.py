@@ -2,12 +2,18 @@
 figures measured side by side in one run; none of them asserts anything about time."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from _results import ENV
+
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"  # not committed: compare a run with the last one
 RUNS = [
     ("api_bench.py", ["--posts", "100"]),
     ("ncnn_vs_torch.py", []),
@@ -22,17 +28,33 @@ RUNS = [
 
 def main() -> int:
     failed = []
-    for script, args in RUNS:
-        sys.stdout.write(f"\n=== {script} {' '.join(args)}\n")
-        sys.stdout.flush()
-        started = time.perf_counter()
-        code = subprocess.call([sys.executable, str(HERE / script), *args])
-        sys.stdout.write(f"--- {script}: exit {code}, {time.perf_counter() - started:.0f} s\n")
-        if code:
-            failed.append(script)
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as figures:
+        env = {**os.environ, ENV: figures.name}
+        for script, args in RUNS:
+            sys.stdout.write(f"\n=== {script} {' '.join(args)}\n")
+            sys.stdout.flush()
+            started = time.perf_counter()
+            code = subprocess.call([sys.executable, str(HERE / script), *args], env=env)
+            sys.stdout.write(f"--- {script}: exit {code}, {time.perf_counter() - started:.0f} s\n")
+            if code:
+                failed.append(script)
+        entries = [json.loads(line) for line in figures.read().splitlines() if line.strip()]
+    write_results(entries)
     if failed:
         sys.stdout.write(f"\nfailed: {', '.join(failed)}\n")
     return 1 if failed else 0
+
+
+def write_results(entries: list[dict]) -> None:
+    """bench/results.json, after printing each figure next to the last run's."""
+    last = {e["name"]: e for e in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
+    sys.stdout.write(f"\n=== {len(entries)} figures -> {RESULTS}\n")
+    for entry in entries:
+        before = last.get(entry["name"])
+        was = f"  (last run {before['value']:g})" if before else ""
+        against = f" vs {entry['baseline']}" if entry["baseline"] else ""
+        sys.stdout.write(f"  {entry['name']:52s} {entry['value']:10g} {entry['unit']}{against}{was}\n")
+    RESULTS.write_text(json.dumps(entries, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pipelines.base import Picture, StepContext
 from pipelines.models.converters import main as convert
+from pipelines.models.loaders import use_torch_threads
 from pipelines.models.rrdbnet import load_rrdbnet
 from pipelines.steps.upscale import DEFAULT_MODEL, STEP
 
@@ -51,11 +52,12 @@ def degrade(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 def restora(model, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    use_torch_threads(threads)
     ctx = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, device="cpu",
-                      models={DEFAULT_MODEL: model}, threads=threads)
+                      models={DEFAULT_MODEL: model})
 
     def run(low: np.ndarray) -> np.ndarray:
-        outcome = STEP.run(Picture(rgb=low), {"outscale": 4}, ctx)
+        outcome = STEP.run(Picture(rgb=low), STEP.checked({"outscale": 4}), ctx)
         RESTORA_RUNS.append(outcome.measurements["upscale"])
         return outcome.image.rgb
 

@@ -25,10 +25,11 @@ import torch
 
 from pipelines.models.converters import main as convert
 from pipelines.models.rrdbnet import build_rrdbnet, load_rrdbnet
-from pipelines.precision import FP32_CPU, Precision, choose_precision, window_runner
+from pipelines.precision import FP32_CPU, Precision, realesrgan_precision, window_runner
 from pipelines.steps.upscale import overlap_for
 from pipelines.tiling import run_tiled
 from pipelines.torchvision_compat import ensure_torchvision
+from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 MFLOP_PER_INPUT_PIXEL = 35.9
 REFERENCE = "RealESRGANer fp32 NCHW (reference)"
@@ -128,7 +129,7 @@ def print_agreement(outputs: dict[str, np.ndarray], reference_name: str) -> None
 def build_engines(weights: Path, tile: int) -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], list[int]]]:
     """Each engine with the list its network-input pixel counts go to."""
     model = load_rrdbnet(weights, scale=4)
-    chosen = choose_precision("realesrgan-x4plus", model, "cpu")
+    chosen = realesrgan_precision(model, "cpu")
     print(f"chosen precision: {chosen.name} (bf16 vs fp32 on the calibration card: "
           f"{chosen.calibration_psnr_db or float('nan'):.1f} dB)")
     counts: list[list[int]] = [[], [], [], []]
@@ -164,6 +165,13 @@ def main() -> None:
     print_agreement(outputs, REFERENCE)
     print("\nspeed-up vs RealESRGANer: " + ", ".join(f"{name}: {seconds[REFERENCE] / value:.2f}x"
                                                       for name, value in seconds.items()))
+    for name, value in seconds.items():
+        if name != REFERENCE:
+            record(f"upscale.{slug(name)}.speedup", seconds[REFERENCE] / value, "x", "RealESRGANer")
+
+
+def slug(name: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 if __name__ == "__main__":

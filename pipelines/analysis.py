@@ -45,24 +45,8 @@ NOISE_WINDOW = 15
 NOISE_MARGIN = 2.5
 
 # Colour when the 95th percentile of the residual, each pixel weighted by its (smoothed) chroma,
-# reaches this many Lab units. Measured on scikit-image photos (astronaut, coffee, chelsea,
-# rocket; camera, moon, coins, brick, gravel, grass, text, page, clock, cell; the colour ones
-# also immunohistochemistry, retina, hubble_deep_field, colorwheel, stereo_motorcycle):
-#   monochrome, 2.4 at most: grey, sepia, cyanotype, selenium and the clipped classic sepia
-#   matrix 0.0..0.9; with independent per-channel noise of sigma 6 (0..255) 0.0..0.1, then
-#   4:2:0 JPEG q75 0.6..1.2 (1.8 at most at 128..3000 px long side); a grey scan with a cast
-#   and noise through JPEG q60 2.0..2.2; a print with noise of sigma 10 and white and dark
-#   scratches 0.0..1.0, through JPEG q75 1.4..2.4 (the clipped classic sepia the highest);
-#   colour, 3.9 at least: chelsea, coffee and astronaut at 25% saturation 4.0..7.9 (with noise
-#   and JPEG 4.0..8.1; 3.2 at 200 px), at 50% 8.2..16, originals 16..31; rocket, retina and
-#   immunohistochemistry 7.1..11; hubble_deep_field (mostly black sky) 16, 5.9 at 50%
-#   saturation; 60% of the way to a strong orange or green tint 7.0..10.4.
-# 3.0 sits between the two groups. Before, the plain 95th percentile of the residual read
-# chelsea at 25% saturation 3.9 and the Hubble field 3.8 (grey), the scratched classic sepia
-# 7.0 (colour), against a limit of 4.0. Known limits, read as monochrome: photos whose colours
-# are mostly one hue and neutral, at 25% saturation (rocket 1.8, retina 1.9,
-# immunohistochemistry 2.6; hubble_deep_field 1.3); colour photos under ~200 px. Noise of
-# sigma 10 through JPEG on a scratched clipped sepia of 400 px or less reads as colour (3.0..5.9).
+# reaches this many Lab units: between monochrome photos (2.4 at most) and colour ones (3.9 at
+# least), measured as docs/NOTES.md ("Colour or monochrome") records, with the known limits.
 COLOUR_LIMIT = 3.0
 RESIDUAL_PERCENTILE = 95
 # Pixels with less chroma than this count as if they had this much, so that in a grey photo the
@@ -206,12 +190,8 @@ def _toning_curve(
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 _NOISE_SCALE = float(np.sqrt(np.pi / 2.0) / 6.0)
 # Edges and texture leak through the kernel, so only the flatter half of the pixels (by Sobel
-# gradient) is used. Measured per channel on 13 scikit-image photos (astronaut, coffee, chelsea,
-# camera, rocket, immunohistochemistry, coins, moon, page, clock, cell, stereo_motorcycle,
-# retina) with Gaussian noise added and stored in 8 bits: clean 0.2..1.9; true 5 -> 4.1..5.7;
-# 10 -> 8.0..10.7; 20 -> 15.7..20.5 (the low ends: retina, whose black surround clips the noise).
-# Textures read high when clean: gravel 3.7, grass 9.4. Keeping all pixels instead read clean
-# photos as 0.3..4.9 and noise 5 as up to 7.7.
+# gradient) is used: clean photos read 0.2..1.9, true noise 5 reads 4.1..5.7 (docs/NOTES.md,
+# "Noise estimate"; all pixels read clean photos as up to 4.9).
 _FLAT_FRACTION_PERCENTILE = 50
 # Large photos are sampled: up to this many tiles of this size, spread over the image, keep the
 # estimate to ~1 MP of work.

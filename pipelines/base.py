@@ -1,9 +1,11 @@
 """The contract every pipeline step follows.
 
-A step is one module exposing ``STEP = Step(...)``. Its ``run`` receives the image, its
-validated parameters and a :class:`StepContext`; it returns a :class:`StepOutcome`. Steps know
-nothing of HTTP, file paths or globals: progress, cancellation, the device and the models all
-arrive through the context.
+A step is one module exposing ``STEP = Step(...)``. It declares its parameters as
+:class:`~pipelines.params.Param` specs; the runner validates every planned call against them once
+(:meth:`Step.checked`), so ``run`` receives the image, complete and valid parameters (defaults
+filled in) and a :class:`StepContext`, and returns a :class:`StepOutcome`. Steps know nothing of
+HTTP, file paths or globals: progress, cancellation, the device and the models all arrive
+through the context.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
+
+from pipelines.params import Param, ParamError, validate
 
 
 class PipelineError(Exception):
@@ -36,6 +40,13 @@ class ModelUnavailable(PipelineError):
     """A model's bundle is missing or broken; carries the bundle name for the error payload."""
 
     code = "BUNDLE_NOT_INSTALLED"
+
+
+class InvalidStepParams(PipelineError):
+    """A planned step call its step's spec refuses: a bug in the tool that planned it, since the
+    caller's own parameters were validated against the tool's spec before the job was queued."""
+
+    code = "INVALID_PARAMS"
 
 
 @dataclass(frozen=True)
@@ -70,9 +81,16 @@ def scaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
 
 
 class ModelProvider(Protocol):
-    """Gives steps loaded models by id; loads each once per worker and keeps it warm."""
+    """Gives steps loaded models by id; loads each once per worker and keeps it warm. A loader
+    decides a model's precision when it loads it (see :mod:`pipelines.models.loaders`)."""
 
     def get(self, model_id: str) -> Any: ...
+
+
+def _packaged_models() -> ModelProvider:
+    from pipelines.models.loaders import PackagedModels
+
+    return PackagedModels()
 
 
 ProgressFn = Callable[[float, str], None]
@@ -85,8 +103,9 @@ class StepContext:
     report: ProgressFn
     is_cancelled: Callable[[], bool]
     device: str = "cpu"
-    models: ModelProvider | None = None
-    threads: int = 1
+    # The worker's models. By default only those that ship in the package (the damage detector),
+    # loaded on the CPU; None: no models at all.
+    models: ModelProvider | None = field(default_factory=_packaged_models)
     # Pixels the caller asked to repair (restore-photo's ``mask`` upload): bool HxW at the size of
     # the image the step receives, or None.
     user_mask: np.ndarray | None = None
@@ -98,6 +117,15 @@ class StepContext:
     def check_cancelled(self) -> None:
         if self.is_cancelled():
             raise Cancelled("The job was cancelled.")
+
+    def model(self, model_id: str, bundle: str | None = None) -> Any:
+        """The loaded model ``model_id``. The provider raises ModelUnavailable (with the bundle and
+        its install command) when it lacks it; without a provider the step's ``bundle`` is named."""
+        if self.models is None:
+            wanted = f"install the {bundle} bundle" if bundle else f"the model '{model_id}' is unavailable"
+            raise ModelUnavailable(f"No models are available to this worker: {wanted}.",
+                                   details={"bundle": bundle, "model": model_id} if bundle else {"model": model_id})
+        return self.models.get(model_id)
 
 
 @dataclass(frozen=True)
@@ -126,5 +154,20 @@ class Step:
     name: str
     stage: str
     run: StepFn
+    params: tuple[Param, ...] = ()
     bundle: str | None = None
     weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step {self.name}: duplicate parameter names {sorted(names)}")
+
+    def checked(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """``raw`` (a planned call's parameters) validated against this step's spec, with every
+        default filled in: what ``run`` receives. Unknown or invalid values raise InvalidStepParams."""
+        try:
+            return dict(validate(self.params, raw).values)
+        except ParamError as exc:
+            raise InvalidStepParams(f"The step '{self.name}' was planned with invalid parameters: {exc}.",
+                                    details={"step": self.name, "fields": exc.problems}) from None

@@ -5,17 +5,18 @@ A small U-Net (:mod:`pipelines.models.damage_unet`, trained in this repo by
 probability per pixel, averaged with its answer on the mirrored photo; pixels above
 LOW_THRESHOLD joined to a pixel above HIGH_THRESHOLD are kept (hysteresis), so a faint stretch of
 a scratch survives while isolated weak responses on texture do not. It runs on a copy whose long
-side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package: no download.
+side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package (no download): the
+model provider gives the packaged model ``damage-unet`` (:data:`pipelines.models.loaders.PACKAGED`),
+loaded by :func:`load_detector`.
 
 The model-free straight-line pass (:mod:`pipelines.scratch_detection`, the detector before this
-one) is not merged in: on the held-out bench (bench/restore_quality.py) merging it added no
-recall (0.68 both) and cost precision (0.68 -> 0.62) and the undamaged area (worst -9.1 ->
--11.4 dB), flagging brick, clocks and a flag's cord. The bench still runs it (``scratch_mask``).
+one) is not merged in: on the held-out bench it added no recall and cost precision
+(docs/NOTES.md, "Damage detection"). The bench still runs it (``scratch_mask``).
 """
 from __future__ import annotations
 
 import contextlib
-import functools
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
@@ -28,13 +29,12 @@ from pipelines.tiling import run_tiled
 STAGE = "Finding damage..."
 DETECTOR_ID = "damage-unet"
 # Hysteresis thresholds on the detector's probability, chosen on the training run's validation
-# split (tools/validate_damage_detector.py: synth_damage seeds apart from training), never on the
-# held-out benchmark. (0.5, 0.7): recall 0.715, precision 0.828, clean coverage 0.19%;
-# (0.7, 0.9): 0.688, 0.862, 0.13% (rocket+noise worst, 1.09%). Leaving clean photos alone wins.
+# split (tools/validate_damage_detector.py), never on the held-out benchmark: leaving clean photos
+# alone wins (the figures: docs/NOTES.md, "Damage detection").
 HIGH_THRESHOLD = 0.9
 LOW_THRESHOLD = 0.7
 TILE, OVERLAP, MOD = 512, 64, 16  # windows include their context; sides a multiple of 2**levels
-MIRRORED_PASS = True  # validation split, (0.5, 0.7): precision 0.817 -> 0.828, clean coverage 0.24 -> 0.19 %, at twice the cost
+MIRRORED_PASS = True  # more precision, less clean coverage, at twice the cost (docs/NOTES.md)
 
 
 def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext) -> np.ndarray:
@@ -47,7 +47,7 @@ def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx
 
 
 def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
-    """The learned pass at full resolution; ``model`` defaults to the packaged detector."""
+    """The learned pass at full resolution; ``model`` defaults to the provider's packaged detector."""
     probabilities = damage_probability(rgb, ctx, model)
     mask = hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD)
     if mask.shape != rgb.shape[:2]:
@@ -57,7 +57,7 @@ def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.nda
 
 def damage_probability(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
     """Per-pixel damage probability (float32) on the detection copy of ``rgb``."""
-    detector = model if model is not None else packaged_detector(ctx.device, ctx.threads)
+    detector = model if model is not None else ctx.model(DETECTOR_ID)
     small = detection_copy(rgb)
     probabilities = run_tiled(small, _window_runner(detector), scale=1, tile=TILE, overlap=OVERLAP, mod=MOD,
                               on_tile=lambda done, total: ctx.progress(done / total, STAGE),
@@ -108,19 +108,15 @@ def _window_runner(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return run_window
 
 
-@functools.lru_cache(maxsize=4)
-def packaged_detector(device: str, threads: int) -> Any:
-    """The shipped detector, loaded once per worker and device, with its precision decided once
+def load_detector(path: Path, device: str) -> Any:
+    """The ``damage-unet`` loader: the detector, channels_last, with its precision decided once
     (fp16 on CUDA; bf16 on a CPU with bf16 units when its probabilities match fp32's)."""
     import torch
 
-    from pipelines.models.damage_unet import PACKAGED_WEIGHTS
-    from pipelines.models.loaders import load_model
+    from pipelines.models.damage_unet import load_damage_unet
     from pipelines.precision import cpu_has_bf16_units, decide_precision
 
-    if device == "cpu" and torch.get_num_threads() != max(1, threads):
-        torch.set_num_threads(max(1, threads))
-    model = load_model(DETECTOR_ID, PACKAGED_WEIGHTS, device).to(memory_format=torch.channels_last)
+    model = load_damage_unet(path, device).to(memory_format=torch.channels_last)
     model.precision = decide_precision(device, lambda: _bf16_agreement_db(model), channels_last=True,
                                        bf16_allowed=cpu_has_bf16_units, name="damage detector")
     return model

@@ -6,37 +6,39 @@ copy at most DETECT_SIDE pixels on its long side, so a 24 MP photo costs what a 
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from pipelines.base import ModelUnavailable, StepContext
-from pipelines.models.face_helpers import shrink_to
+from pipelines.models.face_helpers import detect_faces, shrink_to
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in full-resolution pixels
+DETECTOR_ID = "retinaface-resnet50"  # of the photo-restoration bundle
+DETECTOR_BUNDLE = "photo-restoration"
 DETECT_SIDE = 1024
 # Protect hair and chin too: the detectors box the inner face.
 MARGIN = 0.25
 
-# Set by the face-enhancement module when it is importable; returns boxes at the given scale.
-RetinaDetector = Callable[[np.ndarray, StepContext], list[Box]]
 
-
-def face_boxes(rgb: np.ndarray, ctx: StepContext, retina: RetinaDetector | None = None) -> list[Box]:
+def face_boxes(rgb: np.ndarray, ctx: StepContext) -> list[Box]:
     """Face boxes, widened by MARGIN and clipped to the image."""
     small, factor = shrink_to(rgb, DETECT_SIDE)
-    boxes: list[Box] | None = None
-    if retina is not None and ctx.models is not None:
-        try:
-            boxes = retina(small, ctx)
-        except ModelUnavailable:
-            boxes = None
-    if boxes is None:
+    try:
+        boxes = retina_boxes(small, ctx)
+    except ModelUnavailable:  # no photo-restoration bundle: the cascade that ships with OpenCV
         boxes = _haar(small)
     height, width = rgb.shape[:2]
     return [_widen(box, factor, width, height) for box in boxes]
+
+
+def retina_boxes(rgb: np.ndarray, ctx: StepContext) -> list[Box]:
+    """RetinaFace boxes in ``rgb``'s pixels (at most DETECT_SIDE on its long side), rounded outwards."""
+    detector = ctx.model(DETECTOR_ID, DETECTOR_BUNDLE)
+    return [(math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)) for x0, y0, x1, y1 in
+            (face.box for face in detect_faces(detector, rgb, DETECT_SIDE))]
 
 
 def _haar(rgb: np.ndarray) -> list[Box]:

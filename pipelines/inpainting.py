@@ -65,17 +65,15 @@ def fill_damage(rgb: np.ndarray, mask: np.ndarray, bit_depth: int, ctx: StepCont
     if model is None:
         telea = partial(_telea, radius=telea_radius(mask.shape), bit_depth=bit_depth)
         return _fill_crops(rgb, mask, damage_crops(mask, reach=0), telea, 0, ctx), "telea"
-    lama = partial(inpaint_crop, model, device=ctx.device, threads=ctx.threads)
+    lama = partial(inpaint_crop, model, device=ctx.device)
     return _fill_crops(rgb, mask, damage_crops(mask, reach=FEATHER), lama, FEATHER, ctx), "lama"
 
 
 def _lama(ctx: StepContext) -> Any:
     """The loaded LaMa, or None when no provider or no installed bundle offers it: the classical
     fill is the documented behaviour without the bundle, not an error."""
-    if ctx.models is None:
-        return None
     try:
-        return ctx.models.get(LAMA_MODEL_ID)
+        return ctx.model(LAMA_MODEL_ID)
     except ModelUnavailable as exc:
         # An install of photo-restoration from before LaMa joined it (1.0.0) lands here too.
         log.info("LaMa unavailable (%s): filling with Telea", exc.message)

@@ -27,7 +27,7 @@ class ParamError(ValueError):
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "boolean" | "number" | "integer" | "string"
+    kind: str  # "boolean" | "number" | "integer" | "string" | "boxes"
     default: Any
     description: str
     minimum: float | None = None
@@ -36,7 +36,7 @@ class Param:
     pattern: str | None = None  # for strings: a regular expression the whole value must match
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.kind, "description": self.description}
+        out: dict[str, Any] = {"type": _SCHEMA_TYPES.get(self.kind, self.kind), "description": self.description}
         if self.default is not None:
             out["default"] = self.default
         if self.minimum is not None:
@@ -101,7 +101,22 @@ def _as_string(raw: Any) -> str:
     return raw.strip()
 
 
-_COERCERS = {"boolean": _as_bool, "number": _as_number, "integer": _as_integer, "string": _as_string}
+def _as_boxes(raw: Any) -> tuple[tuple[float, float, float, float], ...]:
+    """Pixel boxes [x0, y0, x1, y1]: a step's own input (the scratch step's protected regions)."""
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, (list, tuple)):
+        raise ValueError("must be a list of [x0, y0, x1, y1] boxes")
+    boxes = []
+    for box in raw:
+        if isinstance(box, (str, bytes)) or not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise ValueError("must be a list of [x0, y0, x1, y1] boxes")
+        x0, y0, x1, y1 = (_as_number(value) for value in box)
+        boxes.append((x0, y0, x1, y1))
+    return tuple(boxes)
+
+
+_COERCERS = {"boolean": _as_bool, "number": _as_number, "integer": _as_integer, "string": _as_string,
+             "boxes": _as_boxes}
+_SCHEMA_TYPES = {"boxes": "array"}
 
 
 @dataclass(frozen=True)

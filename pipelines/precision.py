@@ -4,12 +4,14 @@
   the provider's shared model is not modified and a CPU fallback still has fp32 weights).
 * CPU with AMX or AVX512-BF16: bf16 autocast with channels_last, if on a calibration image the
   bf16 output matches the fp32 output within :data:`BF16_MIN_PSNR_DB`; fp32 channels_last
-  otherwise. On a Xeon with AMX bf16 ran RRDBNet x4plus 3.2-3.6x faster than fp32 channels_last.
-* Other CPUs: fp32 with channels_last, which oneDNN runs faster than the default NCHW layout
-  (RRDBNet 256² window: 16 s vs 30-44 s in STACK.md; 1.2-1.4x faster in bench/upscale_speed.py).
+  otherwise.
+* Other CPUs: fp32 with channels_last, which oneDNN runs faster than the default NCHW layout.
 
-Decisions are cached per (model key, device) for the life of the worker process. GFPGAN and
-DDColor take the same decision (:func:`decide_precision`) with their own agreement measure.
+Speeds and agreements measured: docs/NOTES.md, "Precision".
+
+Each model's loader decides once, when it loads the model, and leaves the decision on it
+(:func:`precision_of` reads it back). GFPGAN, DDColor and the damage detector take the same
+decision (:func:`decide_precision`) with their own agreement measure.
 """
 from __future__ import annotations
 
@@ -27,15 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("restora.precision")
 
-# bf16 vs fp32 output PSNR, real x4plus weights, this CPU (AMX): 50.5 dB on the 64² calibration card
-# below (fp32 fed half an 8-bit level of input noise: 48.5 dB, so bf16 moves the output less than
-# invisible input noise does); 53.5-54.6 dB on 48² crops of astronaut, coffee and chelsea; 54.5 dB
-# on a 96² astronaut crop. 45 dB is an RMS error of 1.4 levels of 255: 5.5 dB below the card.
+# An RMS error of 1.4 levels of 255; real x4plus weights measured 50.5 dB on the card (docs/NOTES.md).
 BF16_MIN_PSNR_DB = 45.0
 CALIBRATION_SIDE = 64  # even (x2 pixel-unshuffle); one fp32 and one bf16 pass, 147 GFLOP each for x4plus
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
-_decisions: dict[tuple[str, str], "Precision"] = {}
 _decisions_lock = threading.Lock()
 
 
@@ -64,9 +62,21 @@ FP16_CUDA = Precision("fp16", "cuda", channels_last=False)
 FP32_CPU = Precision("fp32", "cpu", channels_last=True)
 
 
-def choose_precision(model_key: str, model: "torch.nn.Module", device: str) -> Precision:
-    """The precision to run ``model`` in on ``device``; calibrates once per (model key, device)."""
-    return remembered(_decisions, (model_key, device), lambda: _decide(model, device), f"{model_key} on {device}")
+def realesrgan_precision(model: "torch.nn.Module", device: str) -> Precision:
+    """The precision a Real-ESRGAN network runs in on ``device``; its loader calls this once."""
+    return decide_precision(device, lambda: bf16_agreement_db(model, calibration_image(CALIBRATION_SIDE)),
+                            channels_last=True, bf16_allowed=cpu_has_bf16_units, name="Real-ESRGAN")
+
+
+def precision_of(model: object, device: str, *, channels_last: bool = True) -> Precision:
+    """The precision the loader decided for ``model`` (its ``precision``) where it applies to
+    ``device``; otherwise the device's plain one: fp16 on CUDA, fp32 on the CPU (a CPU fallback of a
+    CUDA model, or a network built by hand, as tests and benches do, that no loader decided for)."""
+    decided = getattr(model, "precision", None)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    if isinstance(decided, Precision) and decided.device_type == device_type:
+        return decided
+    return FP16_CUDA if device_type == "cuda" else Precision("fp32", "cpu", channels_last=channels_last)
 
 
 def remembered(cache: dict, key: object, decide: Callable[[], Precision], label: str) -> Precision:
@@ -76,11 +86,6 @@ def remembered(cache: dict, key: object, decide: Callable[[], Precision], label:
             cache[key] = decide()
             log.info("precision for %s: %s", label, cache[key])
         return cache[key]
-
-
-def _decide(model: "torch.nn.Module", device: str) -> Precision:
-    return decide_precision(device, lambda: bf16_agreement_db(model, calibration_image(CALIBRATION_SIDE)),
-                            channels_last=True, bf16_allowed=cpu_has_bf16_units, name="Real-ESRGAN")
 
 
 def decide_precision(device: str, agreement_db: Callable[[], float], *, channels_last: bool,
@@ -130,9 +135,8 @@ def calibration_image(side: int) -> np.ndarray:
     """A deterministic test card: smooth shading and three soft-edged discs (lens-like 0.7 px blur).
 
     Synthetic so the decision does not depend on which job came first, and smooth on purpose: on
-    hard synthetic edges, white noise or 1/f noise this network invents texture that changes under
-    any perturbation; there bf16 measured 36-42 dB, but fp32 fed half an 8-bit level of input noise
-    measured 32-45 dB on the same cards, so such cards cannot tell bf16 error from chaos.
+    hard edges or noise the network invents texture that changes under any perturbation, so such
+    cards cannot tell bf16 error from chaos (docs/NOTES.md, "Precision").
     """
     import cv2
 

@@ -1,5 +1,9 @@
 """Run one tool job: decode, run the planned steps in order, write the result and a preview.
 
+Every planned call's parameters are validated against its step's spec before anything runs
+(:meth:`Step.checked`): a call the spec refuses is a bug in the tool that planned it, and fails the
+job at once with INVALID_PARAMS instead of partway through.
+
 Progress is reported as an overall percentage: decoding takes the first 5%, the steps share
 5–90% by their declared weights, writing the files takes the rest.
 """
@@ -17,6 +21,7 @@ from pipelines.analysis import read_tone
 from pipelines.base import ModelProvider, Picture, Step, StepContext, StepOutcome
 from pipelines.imaging.decode import decode_file
 from pipelines.imaging.encode import extension_for, output_format_for, write_output, write_preview
+from pipelines.models.loaders import PackagedModels
 from pipelines.registry import Registry
 
 PREVIEW_NAME = "preview.webp"
@@ -74,20 +79,24 @@ class _Run:
 
 
 Decoder = Callable[[Path], Picture]
+Call = tuple[Step, dict[str, Any]]  # a step and its validated parameters
 
 
 def run_tool_job(request: RunRequest, steps: Registry[Step], *, report: Callable[[float, str], None],
                  is_cancelled: Callable[[], bool], device: str = "cpu", models: ModelProvider | None = None,
-                 threads: int = 1, decode: Decoder = decode_file) -> dict[str, Any]:
-    """Run one job. ``decode`` is the decoder to use: the worker passes an isolated one."""
+                 decode: Decoder = decode_file) -> dict[str, Any]:
+    """Run one job. ``models`` is the worker's provider (None: only the packaged models, on
+    ``device``); ``decode`` is the decoder to use: the worker passes an isolated one."""
+    calls = checked_calls(request.plan, steps)
     run = _Run()
-    base = StepContext(report=report, is_cancelled=is_cancelled, device=device, models=models, threads=threads)
+    provider = models if models is not None else PackagedModels(device)
+    base = StepContext(report=report, is_cancelled=is_cancelled, device=device, models=provider)
     base.report(0.0, "Decoding image...")
     picture = run.timed("decode", lambda: decode(request.input_path))
     mask_path = request.mask_path
     user_mask = run.timed("decodeMask", lambda: _user_mask(mask_path, picture)) if mask_path else None
     tone = read_tone(picture.rgb)
-    picture = _run_steps(picture, request.plan, steps, base, run, user_mask)
+    picture = _run_steps(picture, calls, base, run, user_mask)
     base.check_cancelled()
     base.report(_STEPS_END, "Saving result...")
     files, output_format = run.timed("encode", lambda: _write_files(picture, request, run))
@@ -99,9 +108,18 @@ def run_tool_job(request: RunRequest, steps: Registry[Step], *, report: Callable
     }
 
 
-def _run_steps(picture: Picture, plan: list[Mapping[str, Any]], steps: Registry[Step],
-               base: StepContext, run: _Run, user_mask: np.ndarray | None) -> Picture:
-    calls = [(steps.get(call["step"]), call.get("params") or {}) for call in plan]
+def checked_calls(plan: list[Mapping[str, Any]], steps: Registry[Step]) -> list[Call]:
+    """Each planned ``{"step", "params"}`` as its step and validated parameters (InvalidStepParams
+    for any call its step's spec refuses)."""
+    calls = []
+    for call in plan:
+        step = steps.get(call["step"])
+        calls.append((step, step.checked(call.get("params") or {})))
+    return calls
+
+
+def _run_steps(picture: Picture, calls: list[Call], base: StepContext, run: _Run,
+               user_mask: np.ndarray | None) -> Picture:
     total = sum(step.weight for step, _ in calls) or 1.0
     done = 0.0
     for step, params in calls:

@@ -8,9 +8,10 @@ from server.errors import ApiError, Handler, TooManyRequests
 from server.ratelimit import SlidingWindow
 from server.state import KEYS
 
-_PUBLIC = ("/", "/api/v1/health")
+# The contract and its page are public: they describe the API, never its data.
+_PUBLIC = ("/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs")
 # /internal/ is for worker hosts, which present the worker token instead (server/routes/internal.py).
-_PUBLIC_PREFIXES = ("/static/", "/internal/")
+_PUBLIC_PREFIXES = ("/static/", "/api/v1/docs/assets/", "/internal/")
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 

@@ -20,17 +20,20 @@ from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
-from server.jobs import Job
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, internal, jobs, system, tools
+from server.routes import (bundles, compat_picwish, compat_restore, compat_studio, docs, internal, jobs, system,
+                           tools)
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
+from server.lifecycle import Lifecycle
 from server.worker_token import ensure_worker_token
 from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
-                          SETTINGS, SIGNER, STEPS, STORE, TOOLS, Lifecycle)
+                          SETTINGS, SIGNER, STEPS, STORE, TOOLS)
+from server.submissions import SUBMISSIONS, SubmissionService
 from server.views import public_result
 
 log = logging.getLogger("restora")
@@ -56,7 +59,7 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
-    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore):
+    for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
         app.add_routes(module.routes)
     if settings.broker:
         app.add_routes(internal.routes)
@@ -92,6 +95,8 @@ def _job_system(executor: Executor | None):
         app[EXECUTOR] = executor or _default_executor(app)
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
+        app[SUBMISSIONS] = SubmissionService(settings, app[TOOLS], app[STEPS], app[BUNDLES], app[MANAGER],
+                                             app[QUEUE_PLACES], app[PROBES], app[LIFECYCLE], app[LIMITS]["submit"])
         await app[EXECUTOR].start()
         await app[MANAGER].start()
         if settings.broker and settings.workers:
@@ -131,7 +136,7 @@ def worker_config(settings: Settings) -> dict[str, Any]:
 
 def _result_builder(app: web.Application):
     def build(job: Job, raw: dict[str, Any]) -> dict[str, Any]:
-        if job.kind != "tool":
+        if job.kind != JobKind.TOOL:
             return raw
         tool = app[TOOLS].get(job.tool)
         return public_result(job, raw, tool.result_type, tool.result_defaults)

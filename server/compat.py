@@ -14,8 +14,8 @@ from aiohttp import web
 from pipelines.imaging.sniff import ImageHeader
 from server.errors import InvalidParams
 from server.jobs import Job
-from server.routes.tools import create_job, read_source, refuse_when_draining
 from server.state import HUB, MANAGER, SIGNER, TOOLS
+from server.submissions import SUBMISSIONS
 from server.uploads import Submission
 
 
@@ -25,8 +25,7 @@ async def read_documented(request: web.Request, file_fields: tuple[str, ...], kn
                           ) -> tuple[Submission, dict[str, Any]]:
     """The submission and its documented fields (defaults filled in). On any refusal, including
     the adapter's own ``check``, the uploaded or fetched file is removed before the error goes out."""
-    refuse_when_draining(request.app)
-    submission = await read_source(request, file_fields, max_bytes)
+    submission = await request.app[SUBMISSIONS].read(request, file_fields, max_bytes)
     try:
         fields = take(submission.fields, known)
         if check is not None:
@@ -40,11 +39,8 @@ async def read_documented(request: web.Request, file_fields: tuple[str, ...], kn
 async def start_job(request: web.Request, tool_name: str, submission: Submission,
                     params: dict[str, Any], meta: dict[str, Any] | None = None,
                     check_header: Callable[[ImageHeader], None] | None = None) -> Job:
-    try:
-        return await create_job(request.app, request.app[TOOLS].get(tool_name), submission, params, meta,
-                                check_header)
-    finally:
-        submission.discard()
+    return await request.app[SUBMISSIONS].submit(request.app[TOOLS].get(tool_name), submission, params, meta,
+                                                 check_header)
 
 
 def take(fields: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from server.jobs import Job, JobStatus
+from server.jobs import Job, JobKind, JobStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     error TEXT,
     last_event_id INTEGER NOT NULL,
-    meta TEXT NOT NULL
+    meta TEXT NOT NULL,
+    bundle TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -53,8 +54,14 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _JSON_FIELDS = {"params", "plan", "skipped", "result", "error", "meta"}
-# Columns added after the first release; a database made before gets them with these definitions.
-_ADDED_COLUMNS = {"mask_file": "TEXT NOT NULL DEFAULT ''"}
+# Columns added after the first release: a database made before gets them with these definitions,
+# then the statement (if any) that fills them in from what older versions stored instead.
+_ADDED_COLUMNS = {
+    "mask_file": ("TEXT NOT NULL DEFAULT ''", None),
+    # Installs kept their bundle's name in ``tool``.
+    "bundle": ("TEXT NOT NULL DEFAULT ''",
+               f"UPDATE jobs SET bundle = tool, tool = '' WHERE kind = '{JobKind.BUNDLE_INSTALL.value}'"),
+}
 _COLUMNS = [f.name for f in fields(Job)]
 
 
@@ -72,10 +79,16 @@ class Store:
         self._db.close()
 
     def _add_missing_columns(self) -> None:
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for name, definition in _ADDED_COLUMNS.items():
-            if name not in present:
+        # One transaction per column, so a crash cannot leave a column added but not filled in;
+        # IMMEDIATE, so a second process opening the same database waits instead of adding it twice.
+        for name, (definition, fill) in _ADDED_COLUMNS.items():
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if name in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+                    continue
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+                if fill is not None:
+                    self._db.execute(fill)
 
     # -- jobs -------------------------------------------------------------------------------
     def insert_job(self, job: Job, *, event: tuple[int, str, dict]) -> None:
@@ -141,6 +154,7 @@ class Store:
 
 def _job_to_row(job: Job) -> dict[str, Any]:
     row = {c: getattr(job, c) for c in _COLUMNS}
+    row["kind"] = job.kind.value
     row["status"] = job.status.value
     for name in _JSON_FIELDS:
         row[name] = None if row[name] is None else json.dumps(row[name])

@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class JobKind(str, enum.Enum):
+    """What a job does. The values are what the database and the API have always stored."""
+    TOOL = "tool"  # a tool's plan, run by a worker process
+    BUNDLE_INSTALL = "bundle-install"  # a bundle download, run by the server itself
+
+    @property
+    def in_process(self) -> bool:
+        return self is not JobKind.TOOL
+
+
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -46,8 +56,8 @@ class InvalidTransition(RuntimeError):
 @dataclass
 class Job:
     id: str
-    kind: str  # "tool" or "bundle-install"
-    tool: str  # tool name, or bundle name for installs
+    kind: JobKind
+    tool: str  # the tool a TOOL job runs; "" for other kinds
     params: dict[str, Any]
     plan: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -71,6 +81,10 @@ class Job:
     last_event_id: int = 0
     # What a compatibility adapter must remember about its request (e.g. seed 002's return_type).
     meta: dict[str, Any] = field(default_factory=dict)
+    bundle: str = ""  # the bundle a BUNDLE_INSTALL job installs; "" for other kinds
+
+    def __post_init__(self) -> None:
+        self.kind = JobKind(self.kind)  # also from the plain strings a database row holds
 
 
 def check_transition(job: Job, new: JobStatus) -> None:

@@ -1,20 +1,22 @@
-"""The job manager: creates jobs, follows the executor's events, retries, cancels, expires.
+"""The job manager: creates jobs, follows the executor's events, retries, cancels.
 
 ``_record`` is the one function that changes a job: it validates a status change, persists the job
-and its new event in one transaction, then publishes the event to SSE subscribers.
+and its new event in one transaction, then publishes the event to SSE subscribers. Restart recovery
+(server/recovery.py) and expiry (server/expiry.py) decide what happens; they change jobs through it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from typing import Any, Callable
 
 from server.db import Store
 from server.events import EventHub, JobEvent
 from server.executor.base import EventKind, Executor, ExecutorEvent, WorkItem
+from server.expiry import Expiry, JobFolders
 from server.jobs import TERMINAL_EVENT, Job, JobStatus, check_transition
+from server.recovery import recover
 from server.settings import Settings
 from server.views import progress_data, terminal_data
 
@@ -34,14 +36,15 @@ class JobManager:
         self._active: dict[str, Job] = {}
         self._positions: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
-        # Cancelled jobs whose worker still uses their folder: it goes when the worker lets go.
-        self._held_by_worker: set[str] = set()
+        self._folders = JobFolders(settings.jobs_dir)
+        self._expiry = Expiry(store, hub, self._folders, self._record)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         self._recover()
         self._tasks = [asyncio.create_task(self._consume(), name="executor-events"),
-                       asyncio.create_task(self._sweep_forever(), name="expiry")]
+                       asyncio.create_task(self._expiry.sweep_forever(self.settings.expiry_sweep_s),
+                                           name="expiry")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -63,7 +66,7 @@ class JobManager:
         return sum(1 for job in self._active.values() if job.status == JobStatus.QUEUED)
 
     def job_dir(self, job_id: str):
-        return self.settings.jobs_dir / job_id
+        return self._folders.path(job_id)
 
     # -- commands ---------------------------------------------------------------------------
     def create(self, job: Job, *, in_process: bool = False) -> Job:
@@ -78,13 +81,13 @@ class JobManager:
                 self.executor.check_accepting()  # e.g. 503 BROKER_UNAVAILABLE: never accepted, never lost
             self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
         except BaseException:  # never stored, so nothing would ever remove its folder
-            self._remove_files(job.id)
+            self._folders.remove(job.id)
             raise
-        self._active[job.id] = job
         if in_process:
+            self._active[job.id] = job
             self.apply(ExecutorEvent(EventKind.STARTED, job.id))
         else:
-            self.executor.submit(self._work_item(job))
+            self._enqueue(job)
             self._announce_positions()
         return job
 
@@ -103,9 +106,13 @@ class JobManager:
             self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
             self._announce_positions()
         elif job.status in (JobStatus.COMPLETE, JobStatus.FAILED):
-            self._expire(job, stage="Deleted")
-        self._remove_files(job_id)
+            self._expiry.expire(job, stage="Deleted")
+        self._folders.remove(job_id)
         return job
+
+    def sweep_expired(self, now: float | None = None) -> int:
+        """Expire the finished jobs whose TTL has passed (also done every ``expiry_sweep_s``)."""
+        return self._expiry.sweep(now)
 
     # -- executor events --------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -128,17 +135,16 @@ class JobManager:
         if job is None:
             return
         self._stop_work(job_id)  # whatever the worker still does for it is discarded
-        self._finish(job, JobStatus.FAILED, stage="Failed", error={
-            "code": "INTERNAL", "message": "An internal error stopped this job; the server log has details."})
+        self._fail(job, {"code": "INTERNAL",
+                         "message": "An internal error stopped this job; the server log has details."})
         self._announce_positions()
 
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
         if job is None:  # cancelled meanwhile: once its worker let go, whatever it wrote goes
             # Only then: a late or replayed event for a job that ended must not delete its results.
-            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS) and event.job_id in self._held_by_worker:
-                self._held_by_worker.discard(event.job_id)
-                self._remove_files(event.job_id)
+            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS) and self._folders.held(event.job_id):
+                self._folders.release(event.job_id)
             return
         handler = getattr(self, f"_on_{event.kind.value}")
         handler(job, event.data)
@@ -164,7 +170,7 @@ class JobManager:
 
     def _on_cancelled(self, job: Job, data: dict[str, Any]) -> None:
         self._finish(job, JobStatus.CANCELLED, stage="Cancelled")
-        self._remove_files(job.id)
+        self._folders.remove(job.id)
 
     def _on_interrupted(self, job: Job, data: dict[str, Any]) -> None:
         # Not the job's fault: the attempt does not count. It resumes on the next start.
@@ -174,14 +180,13 @@ class JobManager:
     def _on_lost(self, job: Job, data: dict[str, Any]) -> None:
         reason = data.get("reason", "the worker stopped")
         if job.attempts < self.settings.max_attempts:
-            self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0,
-                         stage=f"Worker stopped unexpectedly ({reason}); retrying")
-            self.executor.submit(self._work_item(job), front=True)
+            self._requeue(job, f"Worker stopped unexpectedly ({reason}); retrying")
+            self._enqueue(job, front=True)
             self._announce_positions()
             return
         message = (f"The worker running this job stopped unexpectedly {job.attempts} times "
                    f"(last: {reason}); the image may need more memory than is available.")
-        self._finish(job, JobStatus.FAILED, stage="Failed", error={"code": "WORKER_CRASHED", "message": message})
+        self._fail(job, {"code": "WORKER_CRASHED", "message": message})
 
     # -- the one place a job changes ----------------------------------------------------------
     def _record(self, job: Job, event_type: str | None, *, status: JobStatus | None = None,
@@ -207,6 +212,17 @@ class JobManager:
         self._active.pop(job.id, None)
         self._positions.pop(job.id, None)
 
+    def _fail(self, job: Job, error: dict[str, Any]) -> None:
+        self._finish(job, JobStatus.FAILED, stage="Failed", error=error)
+
+    def _requeue(self, job: Job, stage: str) -> None:
+        """A running job goes back to waiting (worker lost, server restarted)."""
+        self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0, stage=stage)
+
+    def _enqueue(self, job: Job, *, front: bool = False) -> None:
+        self._active[job.id] = job
+        self.executor.submit(self._work_item(job), front=front)
+
     def _announce_positions(self) -> None:
         """Tell each waiting job its place in the queue when it changed."""
         for position, job_id in enumerate(self.executor.queued_job_ids(), start=1):
@@ -216,61 +232,28 @@ class JobManager:
             self._positions[job_id] = position
             self._record(job, "progress", stage=f"Waiting in queue (position {position})")
 
-    # -- recovery and expiry ----------------------------------------------------------------
+    # -- recovery -------------------------------------------------------------------------
     def _recover(self) -> None:
-        for job in self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED]):
-            if job.kind != "tool":  # in-process work (installs) died with the old server
-                self._active[job.id] = job
-                self._finish(job, JobStatus.FAILED, stage="Failed", error={
-                    "code": "INTERRUPTED", "message": "The server stopped during this job; run it again "
-                    "(an interrupted download resumes where it stopped)."})
-        for job in self.store.jobs_with_status([JobStatus.RUNNING]):
-            if self.executor.adopt(self._work_item(job), job):  # still running on a worker host
-                self._active[job.id] = job
-                continue
-            if job.attempts >= self.settings.max_attempts:
-                self._active[job.id] = job
-                self._finish(job, JobStatus.FAILED, stage="Failed", error={
-                    "code": "WORKER_CRASHED",
-                    "message": f"The server stopped while this job was running, {job.attempts} times."})
-                continue
-            self._record(job, "progress", status=JobStatus.QUEUED, phase="queued", percent=0.0,
-                         stage="Resuming after a server restart")
-        for job in self.store.jobs_with_status([JobStatus.QUEUED]):
-            self._active[job.id] = job
-            self.executor.submit(self._work_item(job))
+        jobs = [job for job in self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED])
+                if not self._adopted(job)]
+        queued = recover(jobs, self.settings.max_attempts, fail=self._fail, requeue=self._requeue,
+                         enqueue=self._enqueue)
         self._announce_positions()
-        if self._active:
-            log.info("recovered %d queued job(s)", len(self._active))
+        if queued:
+            log.info("recovered %d queued job(s)", queued)
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            self.sweep_expired()
-            await asyncio.sleep(self.settings.expiry_sweep_s)
-
-    def sweep_expired(self, now: float | None = None) -> int:
-        expired = self.store.expired_job_ids(time.time() if now is None else now)
-        for job_id in expired:
-            job = self.store.get_job(job_id)
-            if job is not None:
-                self._expire(job)
-        return len(expired)
-
-    def _expire(self, job: Job, **fields: Any) -> None:
-        """A finished job's files go; its record and last events stay (410s and reconnects)."""
-        self._remove_files(job.id)
-        self._record(job, None, status=JobStatus.EXPIRED, **fields)
-        self.store.prune_events(job.id, keep_from=job.last_event_id)
-        self.hub.forget(job.id)
+    def _adopted(self, job: Job) -> bool:
+        """A job still running on a worker host (the broker executor) goes on there: not reset."""
+        if job.status != JobStatus.RUNNING or job.kind.in_process:
+            return False
+        if not self.executor.adopt(self._work_item(job), job):
+            return False
+        self._active[job.id] = job
+        return True
 
     def _stop_work(self, job_id: str) -> None:
         if self.executor.cancel(job_id):
-            self._held_by_worker.add(job_id)
-
-    def _remove_files(self, job_id: str) -> None:
-        # Not from under a worker: it would fail reading or writing them (cancel during decode).
-        if job_id not in self._held_by_worker:
-            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+            self._folders.hold(job_id)
 
     def _work_item(self, job: Job) -> WorkItem:
         folder = self.job_dir(job.id)

@@ -15,14 +15,13 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from aiohttp import web
 from PIL import Image
 
 from pipelines.base import Picture, PipelineError
 from pipelines.imaging.isolated import decode_isolated, probe_header
 from pipelines.imaging.sniff import ImageHeader
 from server.errors import InvalidParams
-from server.state import PROBES, SETTINGS
+from server.settings import Settings
 from server.uploads import StoredUpload
 
 MASK_FILE = "mask.png"
@@ -34,14 +33,15 @@ MAX_MASK_PIXEL_RATIO = 4
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-async def normalised_mask(app: web.Application, mask: StoredUpload, photo: ImageHeader) -> StoredUpload:
+async def normalised_mask(mask: StoredUpload, photo: ImageHeader, settings: Settings,
+                          probes: asyncio.Semaphore) -> StoredUpload:
     """The mask as a black/white PNG at the photo's size in the temporary folder (fsynced: the job is
-    durable once we answer 202). Raises 400 INVALID_MASK or MASK_ASPECT_MISMATCH."""
-    settings = app[SETTINGS]
+    durable once we answer 202). Raises 400 INVALID_MASK or MASK_ASPECT_MISMATCH. ``probes`` bounds
+    the isolated probes and decodes running at once."""
     if mask.size == 0:
         raise _invalid("The mask file is empty.")
     try:
-        async with app[PROBES]:
+        async with probes:
             header = await probe_header(mask.path, timeout_s=settings.probe_timeout_s, max_pixels=settings.max_pixels)
             if header is None:
                 raise _invalid("The mask is not an image in a supported format.")

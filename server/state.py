@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-
 from aiohttp import web
 
 from pipelines.base import Step
@@ -15,17 +13,10 @@ from server.capacity import QueuePlaces
 from server.db import Store
 from server.events import EventHub
 from server.executor.base import Executor
+from server.lifecycle import Lifecycle
 from server.manager import JobManager
 from server.settings import Settings
 from server.signing import UrlSigner
-
-
-@dataclass
-class Lifecycle:
-    """Shutdown state: once draining, new work is refused with 503 and SSE streams end."""
-
-    draining: bool = False
-    workers_stopped: bool = False  # the running steps have drained (their jobs are queued again)
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -47,3 +38,5 @@ SIGNER = web.AppKey("signer", UrlSigner)
 PROBES = web.AppKey("probes", asyncio.Semaphore)
 # Rate limiters by group ("submit", "compat-restore"); None where unlimited.
 LIMITS = web.AppKey("limits", dict)
+# SUBMISSIONS (the submission service) is declared next to its class in server/submissions.py:
+# the service uses the access checks, which read KEYS from here.

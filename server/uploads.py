@@ -21,7 +21,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from server.capacity import Place
-from server.errors import InvalidParams, MalformedRequest, PayloadTooLarge
+from server.errors import ApiError, InvalidParams, MalformedRequest, PayloadTooLarge
 
 FILE_FIELDS = ("file",)
 MASK_FIELD = "mask"
@@ -65,14 +65,17 @@ class Submission:
 
 
 async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
-                          file_fields: tuple[str, ...] = FILE_FIELDS, mask_field: str | None = None) -> Submission:
+                          file_fields: tuple[str, ...] = FILE_FIELDS, mask_field: str | None = None,
+                          mask_refused: ApiError | None = None) -> Submission:
     """``max_bytes`` caps each stored image (the photo, and the mask where ``mask_field`` is given).
-    A body that cannot be parsed is refused here, in one place, as ``400 INVALID_REQUEST``."""
+    ``mask_refused`` is raised as soon as a mask part starts (a tool that takes none), before a
+    byte of it is stored. A body that cannot be parsed is refused here, in one place, as
+    ``400 INVALID_REQUEST``."""
     images = 2 if mask_field else 1
     if request.content_length is not None and request.content_length > images * max_bytes + _MAX_FIELD_BYTES * 4:
         raise _too_large(max_bytes)
     try:
-        return await _read_body(request, tmp_dir, max_bytes, file_fields, mask_field)
+        return await _read_body(request, tmp_dir, max_bytes, file_fields, (mask_field, mask_refused))
     except _PARSE_FAILURES as exc:
         # Where a body that could not be parsed ends is anyone's guess (one that is not the gzip it
         # claims makes aiohttp drop the connection after this answer): the client must not send
@@ -82,10 +85,10 @@ async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
 
 
 async def _read_body(request: web.Request, tmp_dir: Path, max_bytes: int,
-                     file_fields: tuple[str, ...], mask_field: str | None) -> Submission:
+                     file_fields: tuple[str, ...], mask: tuple[str | None, ApiError | None]) -> Submission:
     content_type = request.content_type
     if content_type == "multipart/form-data":
-        return await _read_multipart(request, tmp_dir, max_bytes, file_fields, mask_field)
+        return await _read_multipart(request, tmp_dir, max_bytes, file_fields, mask)
     if content_type == "application/json":
         return Submission(fields=_json_object(await _read_limited(request), "request body"))
     if content_type == "application/x-www-form-urlencoded":
@@ -95,7 +98,8 @@ async def _read_body(request: web.Request, tmp_dir: Path, max_bytes: int,
 
 
 async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
-                          file_fields: tuple[str, ...], mask_field: str | None) -> Submission:
+                          file_fields: tuple[str, ...], mask: tuple[str | None, ApiError | None]) -> Submission:
+    mask_field, mask_refused = mask
     reader = await request.multipart()
     submission = Submission()
     fields: dict[str, str] = {}
@@ -108,6 +112,8 @@ async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
                     raise InvalidParams("Send exactly one image per request.", code="TOO_MANY_FILES")
                 submission.upload = await _store_part(part, tmp_dir, max_bytes)
             elif mask_field is not None and part.name == mask_field:
+                if mask_refused is not None:
+                    raise mask_refused
                 if submission.mask is not None:
                     raise InvalidParams("Send at most one mask per request.", code="TOO_MANY_FILES")
                 submission.mask = await _store_part(part, tmp_dir, max_bytes)

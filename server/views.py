@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from server.jobs import Job, JobStatus
+from server.jobs import Job, JobKind, JobStatus
 
 
 def iso(ts: float | None) -> str | None:
@@ -67,8 +67,10 @@ def terminal_data(job: Job) -> dict[str, Any]:
 def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
     return {
         "jobId": job.id,
-        "kind": job.kind,
-        "tool": job.tool,
+        "kind": job.kind.value,
+        # Installs showed their bundle as "tool" before "bundle" existed; clients may still read it.
+        "tool": job.bundle if job.kind is JobKind.BUNDLE_INSTALL else job.tool,
+        "bundle": job.bundle or None,
         "status": job.status.value,
         "phase": job.phase,
         "stage": job.stage,

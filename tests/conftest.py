@@ -17,7 +17,8 @@ from PIL import Image
 from pipelines.base import StepContext
 from server.app import create_app
 from server.settings import Settings
-from tests.models import ModelServer, rrdbnet_checkpoint, srvgg_checkpoint
+from tests.model_factories import rrdbnet_checkpoint, srvgg_checkpoint
+from tests.models import ModelServer
 
 # The session-scoped model templates (model_template, face_template, color_template), registered
 # here once so that every module shares one instance of each.

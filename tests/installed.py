@@ -15,7 +15,10 @@ import pytest
 from bundles import MANIFEST_DIR
 from server.bundles.catalog import BundleCatalog
 from server.bundles.installer import Installer
-from tests.models import lama_torchscript, manifest_toml, sha256
+from tests.model_factories import (lama_torchscript, save_random_gfpgan, save_random_parsenet, save_random_retinaface,
+                                   write_random_ddcolor)
+from tests.models import manifest_toml, sha256
+from tests.tiny_onnx import write_tiny_onnx
 
 
 def _model(model_id: str, path: Path, loader: str) -> dict:
@@ -28,7 +31,6 @@ def build_template(root: Path) -> tuple[Path, Path]:
     for folder in (files, manifests):
         folder.mkdir(parents=True)
     from pipelines.models.converters import main as convert
-    from pipelines.models.rembg_sessions import write_tiny_onnx
 
     assert convert(["ncnn-realesrgan-x4plus", str(files / "RealESRGAN_x4plus.pth")]) == 0
     for name in ("u2netp", "isnet-general-use", "birefnet-general"):
@@ -67,9 +69,6 @@ def _template_with(root: Path, bundle: str, models: list[dict], tools: tuple[str
 def build_face_template(root: Path) -> tuple[Path, Path]:
     """photo-restoration with random weights in the official layouts (LaMa: a tiny TorchScript in
     big-lama.pt's interface); the detector finds no faces."""
-    from pipelines.models.face_helpers import save_random_parsenet, save_random_retinaface
-    from pipelines.models.gfpgan import save_random_gfpgan
-
     files = root / "files"
     files.mkdir(parents=True)
     specs = [("gfpgan-v1.4", save_random_gfpgan(files / "GFPGANv1.4.pth"), "gfpgan-v1-clean"),
@@ -103,8 +102,6 @@ async def client_with_models(aiohttp_client, settings, template: tuple[Path, Pat
 
 def build_color_template(root: Path) -> tuple[Path, Path]:
     """colorization: a random DDColor (ConvNeXt-T keeps it at 220 MB) in the official layout."""
-    from pipelines.models.ddcolor import write_random_ddcolor
-
     files = root / "files"
     write_random_ddcolor(files)
     specs = [dict(_model("ddcolor-config", files / "configuration.json", "ddcolor"), group="ddcolor"),

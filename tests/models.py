@@ -1,5 +1,5 @@
-"""Test helpers: checkpoints in official formats with random weights, a local model file server,
-and manifests that point at it."""
+"""Test helpers: a local model file server and manifests that point at it (the model files
+themselves come from tests/model_factories.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,57 +13,6 @@ from aiohttp import web
 from server.bundles.download import DownloadPolicy
 
 FAST = DownloadPolicy(attempts=3, backoff_s=0.05)  # retries without the production backoff
-
-
-def rrdbnet_checkpoint(path: Path, scale: int = 4, seed: int = 0) -> Path:
-    """Real-ESRGAN RRDBNet weights, official layout ``{'params_ema': state_dict}``, random values."""
-    from pipelines.models.rrdbnet import build_rrdbnet
-    import torch
-
-    torch.manual_seed(seed)
-    model = build_rrdbnet(scale)
-    torch.save({"params_ema": model.state_dict()}, path)
-    return path
-
-
-def srvgg_checkpoint(path: Path, seed: int = 0) -> Path:
-    """realesr-general-x4v3 layout: SRVGGNetCompact(64 feat, 32 convs, x4, prelu) under 'params'."""
-    from pipelines.torchvision_compat import ensure_torchvision
-
-    ensure_torchvision()
-    import torch
-    from basicsr.archs.srvgg_arch import SRVGGNetCompact
-
-    torch.manual_seed(seed)
-    model = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
-    torch.save({"params": model.state_dict()}, path)
-    return path
-
-
-def lama_torchscript(path: Path, seed: int = 0) -> Path:
-    """A TorchScript file in big-lama.pt's interface (IOPaint's LaMa): ``forward(image, mask)``,
-    image (1, 3, H, W) RGB in [0, 1], mask (1, 1, H, W) of 0/1, out (1, 3, H, W) in [0, 1]; 126
-    random weights. Like the real network it fails unless H and W are multiples of 8."""
-    import torch
-    import torch.nn.functional as F
-
-    class TinyLama(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.local = torch.nn.Conv2d(4, 3, 3, padding=1)
-            self.coarse = torch.nn.Conv2d(4, 3, 1)
-
-        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            x = torch.cat([image * (1 - mask), mask], dim=1)
-            # Down 8x and back, as LaMa's encoder and decoder do: other sizes do not add up.
-            coarse = F.interpolate(F.avg_pool2d(x, 8), scale_factor=8.0, mode="nearest")
-            return torch.sigmoid(self.local(x) + self.coarse(coarse))
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = TinyLama().eval()
-    torch.jit.save(torch.jit.script(module), str(path))
-    return path
 
 
 def sha256(path: Path) -> str:

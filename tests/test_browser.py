@@ -253,3 +253,13 @@ def test_damage_overlay_and_run_again_with_a_painted_mask(browser, server, tmp_p
     painted = white_pixels(stored.as_uri())  # the mask part the page sent, as the server stored it
     repaired = white_pixels(server.base + job["result"]["damageMaskUrl"])
     assert painted == repaired and painted[:2] == (480, 360) and 0 < painted[2] < 0.2 * 480 * 360
+
+
+def test_api_docs_page_renders_every_operation(browser, server):
+    browser.get(server.base + "/api/v1/docs")
+    documented = json.loads(urllib.request.urlopen(server.base + "/api/v1/openapi.json", timeout=10).read())
+    operations = sum(len(item) for item in documented["paths"].values())
+    blocks = wait(browser, lambda d: d.find_elements("css selector", ".opblock"), timeout=60)
+    wait(browser, lambda d: len(d.find_elements("css selector", ".opblock")) == operations, timeout=30)
+    assert len(blocks) > 0 and "Restora" in browser.find_element("css selector", ".info .title").text
+    shot(browser, "api-docs")

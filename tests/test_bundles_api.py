@@ -13,6 +13,8 @@ import pytest
 
 from server.app import create_app
 from server.bundles.catalog import BundleCatalog
+from server.db import Store
+from server.jobs import JobKind
 from tests.conftest import astronaut, collect, encode, submit
 from tests.models import manifest_toml, sha256, write_manifests
 from tests.server_process import ROOT
@@ -44,6 +46,18 @@ async def test_install_through_the_api_streams_progress(api):
     listed = {b["name"]: b for b in (await (await api.get("/api/v1/bundles")).json())["bundles"]}
     assert listed["upscale"]["status"] == "installed"
     assert listed["upscale"]["installedModels"] == ["realesrgan-x4plus", "realesr-general-x4v3"]
+
+
+async def test_an_install_job_names_its_bundle_in_a_field_of_its_own(api, settings):
+    job_id = (await (await api.post("/api/v1/bundles/upscale/install")).json())["jobId"]
+    assert (await collect(api, job_id))[-1].event == "complete"
+    snapshot = await (await api.get(f"/api/v1/jobs/{job_id}")).json()
+    # "tool" still shows the bundle, as it always did for installs.
+    assert (snapshot["kind"], snapshot["bundle"], snapshot["tool"]) == ("bundle-install", "upscale", "upscale")
+    store = Store(settings.db_path)
+    stored = store.get_job(job_id)
+    store.close()
+    assert (stored.kind, stored.bundle, stored.tool) == (JobKind.BUNDLE_INSTALL, "upscale", "")
 
 
 async def test_an_unexpected_install_error_fails_the_job(api, monkeypatch):

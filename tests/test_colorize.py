@@ -16,11 +16,11 @@ import pytest
 
 from pipelines.analysis import is_grayscale
 from pipelines.base import Cancelled, ModelUnavailable, Picture, StepContext
-from pipelines.models.ddcolor import (DEFAULT_ENCODER, DDColorColorizer, encoder_name_from_config,
-                                      official_style_config, write_random_ddcolor)
+from pipelines.models.ddcolor import DEFAULT_ENCODER, DDColorColorizer, encoder_name_from_config
 from pipelines.models.loaders import load_model
 from pipelines.precision import FP32_CPU
 from pipelines.steps.colorize import SKIPPED_COLOUR_PHOTO, STEP, lightness, relative_luminance
+from tests.model_factories import official_style_config, write_random_ddcolor
 from tests.server_process import ROOT
 
 WIDTH, HEIGHT = 301, 517  # odd and not square: the 512x512 model input is squashed both ways
@@ -101,7 +101,7 @@ def toned(grey: np.ndarray, a_mid: float, b_mid: float) -> np.ndarray:
 
 
 def colorize(rgb: np.ndarray, strength: float, colorizer: Any, **picture: Any):
-    return STEP.run(Picture(rgb=rgb, **picture), {"strength": strength}, context(colorizer))
+    return STEP.run(Picture(rgb=rgb, **picture), STEP.checked({"strength": strength}), context(colorizer))
 
 
 def chroma(rgb: np.ndarray) -> np.ndarray:
@@ -205,8 +205,8 @@ def test_sepia_is_treated_as_grayscale_and_neutralised(grey_photo: np.ndarray, m
 def test_a_colour_photo_is_left_alone(colour_photo: np.ndarray) -> None:
     models = FakeModels(colorizer=None)
     image = Picture(rgb=colour_photo)
-    outcome = STEP.run(image, {"strength": 85}, StepContext(report=lambda *_: None, is_cancelled=lambda: False,
-                                                            models=models))
+    outcome = STEP.run(image, STEP.checked({"strength": 85}),
+                       StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=models))
     assert outcome.skipped == SKIPPED_COLOUR_PHOTO == "the photo already has colour"
     assert outcome.image is image
     assert outcome.measurements == {"colorized": False, "isGrayscale": False}
@@ -215,20 +215,20 @@ def test_a_colour_photo_is_left_alone(colour_photo: np.ndarray) -> None:
 
 def test_progress_and_cancellation(grey_photo: np.ndarray, memo: MemoColorizer) -> None:
     progress: list = []
-    STEP.run(Picture(rgb=grey_photo), {"strength": 50}, context(memo, progress=progress))
+    STEP.run(Picture(rgb=grey_photo), STEP.checked({"strength": 50}), context(memo, progress=progress))
     fractions = [fraction for fraction, _ in progress]
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
     assert {stage for _, stage in progress} == {STEP.stage}
     calls_before = memo.calls
     with pytest.raises(Cancelled):
-        STEP.run(Picture(rgb=grey_photo), {"strength": 50}, context(memo, cancelled=True))
+        STEP.run(Picture(rgb=grey_photo), STEP.checked({"strength": 50}), context(memo, cancelled=True))
     assert memo.calls == calls_before  # cancelled before the model ran
 
 
 def test_without_models_the_bundle_is_named(grey_photo: np.ndarray) -> None:
     ctx = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)
     with pytest.raises(ModelUnavailable) as raised:
-        STEP.run(Picture(rgb=grey_photo), {"strength": 85}, ctx)
+        STEP.run(Picture(rgb=grey_photo), STEP.checked({"strength": 85}), ctx)
     assert raised.value.details["bundle"] == "colorization"
 
 

@@ -101,7 +101,7 @@ DAMAGE = {"curved": curved_scratch, "crack": crack, "dust": dust, "film": film_s
 def test_each_kind_of_damage_is_found_and_repaired(kind, name, level):
     clean = photo(name)
     image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
-    outcome = STEP.run(Picture(image), {}, step_context())
+    outcome = STEP.run(Picture(image), STEP.checked({}), step_context())
     recall, precision = tolerant(outcome.damage_mask, truth)
     # Measured with the shipped weights: recall 0.88-1.00, precision 0.56-0.94 (false alarms on
     # bright rims and edges of coffee and camera), gain +9.4..+22.2 dB, the undamaged area
@@ -172,7 +172,7 @@ NOISY_CASES = [n for n in HARD_NEGATIVES if n not in ("rocket", "brick_wall", "c
 @pytest.mark.parametrize("name", CLEAN_CASES)
 def test_clean_thin_line_textures_are_left_alone(name):
     clean = clean_photo(name)
-    outcome = STEP.run(Picture(clean), {}, step_context())
+    outcome = STEP.run(Picture(clean), STEP.checked({}), step_context())
     assert outcome.measurements["scratchCoverage"] < 0.5
     everywhere = np.ones(clean.shape[:2], bool)
     assert psnr(outcome.image.rgb, clean, everywhere) >= 40.0
@@ -182,7 +182,7 @@ def test_clean_thin_line_textures_are_left_alone(name):
 def test_noisy_jpeg_textures_are_left_alone(name):
     clean = clean_photo(name)
     noisy = _noisy(clean, seed=3)
-    outcome = STEP.run(Picture(noisy), {}, step_context())
+    outcome = STEP.run(Picture(noisy), STEP.checked({}), step_context())
     assert outcome.measurements["scratchCoverage"] < 0.5
     # Measured: 0.0-1.0 dB further from the noise-free original than the input (the issue asks 0).
     everywhere = np.ones(clean.shape[:2], bool)
@@ -211,3 +211,19 @@ def test_a_large_photo_is_detected_on_a_reduced_copy_at_full_size():
     assert mask.shape == truth.shape
     recall, precision = tolerant(mask, truth)
     assert recall > 0.6 and precision > 0.6
+
+
+def test_the_packaged_detector_comes_from_the_provider_with_its_precision():
+    from pipelines.base import ModelUnavailable, StepContext
+    from pipelines.models.loaders import PackagedModels
+    from pipelines.precision import Precision
+
+    models = PackagedModels("cpu")
+    detector = models.get("damage-unet")
+    assert models.get("damage-unet") is detector and isinstance(detector.precision, Precision)
+    with pytest.raises(ModelUnavailable):
+        models.get("gfpgan-v1.4")  # a bundle's model: not packaged
+    without = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)
+    with pytest.raises(ModelUnavailable) as caught:
+        without.model("damage-unet", "photo-restoration")
+    assert caught.value.code == "BUNDLE_NOT_INSTALLED" and caught.value.details["bundle"] == "photo-restoration"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 
 import numpy as np
@@ -163,6 +164,15 @@ async def test_bad_masks_are_refused_and_nothing_is_queued(client, settings):
     assert list(settings.tmp_dir.iterdir()) == []
     health = await (await client.get("/api/v1/health")).json()
     assert health["queueDepth"] == 0
+
+
+async def test_a_mask_for_a_tool_without_one_is_refused_before_it_is_read(aiohttp_client, settings):
+    # Over the upload limit: a server that stored the mask first would answer 413 UPLOAD_TOO_LARGE.
+    client = await aiohttp_client(create_app(settings.with_overrides(max_upload_bytes=300_000)))
+    rgb, _ = scratched()
+    body = await post(client, with_mask(encode(rgb, "PNG"), os.urandom(400_000)), tool="upscale", expect=400)
+    assert body["error"]["code"] == "MASK_NOT_ACCEPTED" and body["error"]["field"] == "mask"
+    assert list(settings.tmp_dir.iterdir()) == [] and list(settings.jobs_dir.iterdir()) == []
 
 
 async def test_mask_job_survives_a_restart(aiohttp_client, settings):

@@ -4,10 +4,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
+import time
+import uuid
 
 import pytest
 
 from server.app import create_app
+from server.db import SCHEMA, Store
+from server.jobs import Job, JobKind, JobStatus
+from server.views import progress_data
 from tests.conftest import astronaut, collect, encode, form, noisy_photo, submit, wait_until
 
 SLOW = dict(width=1600, height=1200)  # denoise on a noisy 2 MP photo: several seconds
@@ -144,3 +150,55 @@ async def test_full_queue_is_429(aiohttp_client, settings, queue):
         await submit(client, encode(astronaut(32)))
     body = await submit(client, encode(astronaut(32)), expect=429)
     assert body["error"]["code"] == "QUEUE_FULL"
+
+
+def _old_database(path, rows):
+    """A database as the release before the "bundle" column wrote it, holding ``rows``."""
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    bundle TEXT NOT NULL DEFAULT ''", ""))
+    assert "bundle" not in {row[1] for row in old.execute("PRAGMA table_info(jobs)")}
+    for row in rows:
+        row = {"params": "{}", "plan": "[]", "skipped": "[]", "input_name": "", "input_file": "",
+               "input_size": 0, "input_format": "", "output_stem": "result", "created_at": time.time(),
+               "attempts": 1, "percent": 40.0, "last_event_id": 1, "meta": "{}", **row}
+        old.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+    old.commit()
+    old.close()
+
+
+async def test_an_install_from_an_older_database_loads_and_fails_as_interrupted(aiohttp_client, settings):
+    install_id, photo_id = str(uuid.uuid4()), str(uuid.uuid4())
+    settings.db_path.parent.mkdir(parents=True)
+    _old_database(settings.db_path, [
+        {"id": install_id, "kind": "bundle-install", "tool": "upscale", "status": "running",
+         "phase": "processing", "stage": "Installing upscale"},
+        {"id": photo_id, "kind": "tool", "tool": "restore-photo", "status": "cancelled",
+         "phase": "cancelled", "stage": "Cancelled"}])
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    install = await job_getter(client, install_id)()
+    assert (install["kind"], install["bundle"], install["tool"]) == ("bundle-install", "upscale", "upscale")
+    assert install["status"] == "failed" and install["error"]["code"] == "INTERRUPTED"
+    photo = await job_getter(client, photo_id)()
+    assert (photo["kind"], photo["bundle"], photo["tool"]) == ("tool", None, "restore-photo")
+    store = Store(settings.db_path)
+    stored = [store.get_job(job_id) for job_id in (install_id, photo_id)]
+    store.close()
+    assert [(j.kind, j.bundle, j.tool) for j in stored] == [(JobKind.BUNDLE_INSTALL, "upscale", ""),
+                                                          (JobKind.TOOL, "", "restore-photo")]
+
+
+async def test_a_restart_requeues_running_jobs_in_order_and_fails_those_out_of_attempts(aiohttp_client, settings):
+    """As a SIGKILLed server leaves them: two jobs still marked running, one queued."""
+    left = [(JobStatus.RUNNING, 1), (JobStatus.RUNNING, settings.max_attempts), (JobStatus.QUEUED, 0)]
+    jobs = [Job(id=str(uuid.uuid4()), kind=JobKind.TOOL, tool="restore-photo", params={}, status=status,
+                attempts=attempts, created_at=1000.0 + i, last_event_id=1) for i, (status, attempts) in enumerate(left)]
+    store = Store(settings.db_path)
+    for job in jobs:
+        store.insert_job(job, event=(1, "progress", progress_data(job)))
+    client = await aiohttp_client(create_app(settings.with_overrides(workers=0)))
+    snapshots = [await job_getter(client, job.id)() for job in jobs]
+    assert [(s["status"], s["queuePosition"]) for s in snapshots] == [("queued", 1), ("failed", None), ("queued", 2)]
+    assert snapshots[1]["error"]["code"] == "WORKER_CRASHED"
+    assert f"{settings.max_attempts} times" in snapshots[1]["error"]["message"]
+    assert "Resuming after a server restart" in [data["stage"] for _, _, data in store.events_after(jobs[0].id, 0)]
+    store.close()

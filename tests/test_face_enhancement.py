@@ -22,6 +22,7 @@ from pipelines.models.loaders import load_model
 from pipelines.precision import Precision
 from pipelines.steps import face_enhancement as fe
 from tests.conftest import astronaut
+from tests.model_factories import save_random_gfpgan, save_random_parsenet, save_random_retinaface
 from tests.server_process import ROOT
 
 # The astronaut's eyes, nose tip and mouth corners in skimage's 512x512 photo (read off the image).
@@ -58,9 +59,9 @@ class ScriptedDetector:
 def nets(tmp_path_factory) -> dict[str, Any]:
     """The three networks, written in their official layouts and read back through the loaders."""
     folder = tmp_path_factory.mktemp("photo-restoration")
-    paths = {"gfpgan-v1-clean": gfpgan.save_random_gfpgan(folder / "GFPGANv1.4.pth", seed=1),
-             "retinaface-resnet50": face_helpers.save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
-             "parsenet": face_helpers.save_random_parsenet(folder / "parsing_parsenet.pth", seed=2)}
+    paths = {"gfpgan-v1-clean": save_random_gfpgan(folder / "GFPGANv1.4.pth", seed=1),
+             "retinaface-resnet50": save_random_retinaface(folder / "detection_Resnet50_Final.pth"),
+             "parsenet": save_random_parsenet(folder / "parsing_parsenet.pth", seed=2)}
     models = {loader: load_model(loader, path, "cpu") for loader, path in paths.items()}
     return {"paths": paths, fe.RESTORER_ID: models["gfpgan-v1-clean"],
             fe.DETECTOR_ID: models["retinaface-resnet50"], fe.PARSER_ID: models["parsenet"]}
@@ -104,7 +105,7 @@ def context(models: FakeModels | None, messages: list[str] | None = None,
     messages = [] if messages is None else messages
     return StepContext(report=lambda fraction, stage: messages.append(stage),
                        is_cancelled=lambda: cancel_at is not None and cancel_at in messages,
-                       models=models, threads=2)
+                       models=models)
 
 
 def test_checkpoints_use_official_layouts(nets):
@@ -125,7 +126,7 @@ def test_no_faces_leaves_big_photo_unchanged_and_detects_at_bounded_size(nets):
     picture = Picture(np.full((4000, 6000, 3), 0.5, np.float32), bit_depth=16, info={"icc": b"profile"})
     models = FakeModels(nets)
     try:
-        outcome = fe.run(picture, {"fidelity": 0.7}, context(models))
+        outcome = fe.run(picture, fe.STEP.checked({"fidelity": 0.7}), context(models))
     finally:
         hook.remove()
     assert outcome.image is picture and outcome.skipped is None
@@ -227,7 +228,8 @@ def test_run_enhances_every_face_with_progress(nets, photo):
     picture = Picture(two, alpha=alpha, bit_depth=16, info={"icc": b"profile"})
     messages: list[str] = []
     models = FakeModels({**nets, fe.DETECTOR_ID: detector})
-    outcome = fe.run(picture, {"fidelity": 0.2, "onlyCenterFace": False, "upscale": 2}, context(models, messages))
+    params = fe.STEP.checked({"fidelity": 0.2, "onlyCenterFace": False, "upscale": 2})
+    outcome = fe.run(picture, params, context(models, messages))
     assert set(models.requests) == {fe.DETECTOR_ID, fe.RESTORER_ID, fe.PARSER_ID}
     assert [m for m in messages if m.startswith("Enhancing face")] == ["Enhancing face 1/2", "Enhancing face 2/2"]
     assert outcome.measurements["facesEnhanced"] == 2 and outcome.measurements["fidelity"] == 0.2
@@ -255,7 +257,8 @@ def test_cancellation_stops_before_the_next_face(nets, photo):
     messages: list[str] = []
     models = FakeModels({**nets, fe.DETECTOR_ID: ScriptedDetector([face, face])})
     with pytest.raises(Cancelled):
-        fe.run(Picture(photo), {"fidelity": 0.7}, context(models, messages, cancel_at="Enhancing face 1/2"))
+        fe.run(Picture(photo), fe.STEP.checked({"fidelity": 0.7}),
+               context(models, messages, cancel_at="Enhancing face 1/2"))
     assert messages[-1] == "Enhancing face 1/2"
 
 
@@ -265,10 +268,10 @@ def test_only_center_face_picks_the_nearest_to_the_middle():
     assert fe.center_face(faces, 100, 100) is faces[1]
 
 
-def test_detect_boxes_serves_face_boxes(photo):
+def test_retina_boxes_serve_face_boxes(photo):
     detector = ScriptedDetector([(_fractions(ASTRONAUT_BOX, photo), 0.99, ASTRONAUT_LANDMARKS / 512)])
     big = np.zeros((2048, 2048, 3), np.float32)
-    boxes = face_boxes(big, context(FakeModels({fe.DETECTOR_ID: detector})), retina=fe.detect_boxes)
+    boxes = face_boxes(big, context(FakeModels({fe.DETECTOR_ID: detector})))
     assert detector.seen == [(1024, 1024, 3)]  # faces.py already shrinks to its own bound
     x0, y0, x1, y1 = boxes[0]  # widened by faces.MARGIN around the 4x box
     assert (x0, y0) == (4 * 175 - 100, 4 * 60 - 115) and (x1, y1) == (4 * 275 + 100, 4 * 175 + 115)
@@ -276,7 +279,7 @@ def test_detect_boxes_serves_face_boxes(photo):
 
 def test_missing_models_raise_model_unavailable(photo):
     with pytest.raises(ModelUnavailable):
-        fe.run(Picture(photo), {}, context(None))
+        fe.run(Picture(photo), fe.STEP.checked({}), context(None))
 
 
 def test_precision_is_fp16_on_cuda_and_fp32_without_bf16_units(monkeypatch):

@@ -19,7 +19,8 @@ from server.app import create_app
 from server.bundles.manifest import parse_manifest
 from server.bundles.verify import digests
 from tests.conftest import collect, completed, encode, photo, step_context, submit
-from tests.models import lama_torchscript, manifest_toml
+from tests.model_factories import lama_torchscript
+from tests.models import manifest_toml
 
 
 def drawn_mask(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -23,8 +23,8 @@ def test_scratch_across_a_face_is_repaired_only_outside_it():
     x0, y0, x1, y1 = box
     assert 150 < (x0 + x1) / 2 < 320 and 50 < (y0 + y1) / 2 < 200  # the astronaut's face
 
-    protected = scratch_removal.run(Picture(rgb=rgb), {"protectFaces": True}, ctx)
-    plain = scratch_removal.run(Picture(rgb=rgb), {}, ctx)
+    protected = scratch_removal.run(Picture(rgb=rgb), scratch_removal.STEP.checked({"protectFaces": True}), ctx)
+    plain = scratch_removal.run(Picture(rgb=rgb), scratch_removal.STEP.checked({}), ctx)
     changed = np.abs(protected.image.rgb - rgb).max(axis=2) > 0
     assert not changed[y0:y1, x0:x1].any()  # the face is bit-identical
     assert changed.sum() > 200  # the scratch over the suit was repaired

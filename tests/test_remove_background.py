@@ -18,13 +18,13 @@ import pytest
 
 from pipelines.base import ModelUnavailable, Picture, PipelineError, StepContext
 from pipelines.models.loaders import load_model
-from pipelines.models.rembg_sessions import load_session, warm_up_rembg, write_tiny_onnx
+from pipelines.models.rembg_sessions import load_session, warm_up_rembg
 from pipelines.steps import remove_background
 from pipelines.steps.remove_background import MODEL_FOR_QUALITY, STEP
-from pipelines.tools import InputInfo
+from pipelines.tools import InputInfo, scaled
 from pipelines.tools.remove_bg import resize_factor
-from pipelines.tools.upscale import scaled
 from tests.server_process import ROOT
+from tests.tiny_onnx import write_tiny_onnx
 
 RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
 DOWNLOADS: list[tuple[Any, ...]] = []
@@ -88,7 +88,7 @@ def params(**overrides: Any) -> dict[str, Any]:
 
 
 def run(models: Any, image: Picture, **overrides: Any) -> Any:
-    return STEP.run(image, params(**overrides), context(models))
+    return STEP.run(image, STEP.checked(params(**overrides)), context(models))
 
 
 def assert_square_mask(mask: np.ndarray) -> None:
@@ -249,7 +249,8 @@ def test_no_models_is_model_unavailable() -> None:
 def test_invalid_parameters_are_refused(models: LoadedSessions, overrides: dict[str, Any]) -> None:
     with pytest.raises(PipelineError) as caught:
         run(models, red_square(), **overrides)
-    assert caught.value.code == "INVALID_PARAMETER"
+    assert caught.value.code == "INVALID_PARAMS"  # the step's spec refuses it, before any work
+    assert [problem["field"] for problem in caught.value.details["fields"]] == list(overrides)
 
 
 def test_tiny_model_computes_the_documented_function(model_files: dict[str, Path]) -> None:

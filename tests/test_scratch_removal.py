@@ -45,7 +45,7 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
 
 
 def repair(rgb: np.ndarray, params: dict | None = None, **context_args):
-    return STEP.run(Picture(rgb), params or {}, step_context(**context_args))
+    return STEP.run(Picture(rgb), STEP.checked(params or {}), step_context(**context_args))
 
 
 # Measured with the learned detector: coverage 0.00-0.14% and PSNR(out, in) 36.1-52.5 dB on these
@@ -68,7 +68,8 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
     clean = photo(name)
     damaged, truth = damage(clean)
     alpha = np.ones(clean.shape[:2], np.float32)
-    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), {}, step_context())
+    outcome = STEP.run(Picture(damaged, alpha=alpha, bit_depth=8, info={"source": name}), STEP.checked({}),
+                       step_context())
     # Measured gains inside the damaged area: astronaut 6.8, coffee 8.1, chelsea 8.4, camera 5.6 dB.
     gain = psnr(outcome.image.rgb, clean, truth) - psnr(damaged, clean, truth)
     assert gain > 4.0
@@ -84,7 +85,7 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
 def test_sixteen_bit_photos_are_inpainted_in_sixteen_bits():
     clean = photo("coffee")
     damaged, truth = damage(clean)
-    outcome = STEP.run(Picture(damaged, bit_depth=16), {}, step_context())
+    outcome = STEP.run(Picture(damaged, bit_depth=16), STEP.checked({}), step_context())
     assert psnr(outcome.image.rgb, clean, truth) - psnr(damaged, clean, truth) > 4.0
     repaired = outcome.image.rgb[np.any(outcome.image.rgb != damaged, axis=2)]
     off_8bit_grid = np.abs(repaired * 255 - np.round(repaired * 255)) > 0.01
@@ -149,14 +150,14 @@ def test_film_grain_neither_hides_scratches_nor_fakes_them(name):
     rng = np.random.default_rng(1)
     grainy = np.clip(rgb + rng.normal(0, 13 / 255, rgb.shape[:2] + (1,)), 0, 1).astype(np.float32)
     ctx = StepContext(report=lambda f, s: None, is_cancelled=lambda: False)
-    assert STEP.run(Picture(rgb=grainy), {}, ctx).measurements["scratchCoverage"] < 0.5
+    assert STEP.run(Picture(rgb=grainy), STEP.checked({}), ctx).measurements["scratchCoverage"] < 0.5
     damaged = grainy.copy()
     height, width = damaged.shape[:2]
     for i, level in enumerate((1.0, 0.05, 0.95, 0.1)):  # bright and dark, long, 2 px
         x0 = int(width * (0.15 + 0.2 * i))
         cv2.line(damaged, (x0, 0), (x0 + 40, height - 1), (level,) * 3, 2)
     hit = np.abs(damaged - grainy).max(axis=2) > 0.05
-    repaired = STEP.run(Picture(rgb=damaged), {}, ctx).image.rgb
+    repaired = STEP.run(Picture(rgb=damaged), STEP.checked({}), ctx).image.rgb
 
     def psnr(image):
         return 10 * np.log10(1 / np.mean((image[hit] - grainy[hit]) ** 2))

@@ -90,12 +90,17 @@ class OutOfMemoryOnCuda(torch.nn.Module):
 
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
-    """Each test decides precision afresh, calibrates on a tiny card, and runs fp32 (exact
-    comparisons) unless it opts into the CPU's bf16 units."""
-    monkeypatch.setattr(precision, "_decisions", {})
+    """A precision decided in a test calibrates on a tiny card, and is fp32 (exact comparisons)
+    unless the test opts into the CPU's bf16 units. Torch runs one thread, as a worker given one
+    core does (its provider sizes the pool): on a shared, oversubscribed CPU two OpenMP threads
+    spin at every layer's barrier (measured: a 20x16 RRDBNet window took 5-14 s with 2 threads,
+    0.4-0.6 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     monkeypatch.setattr(precision, "CALIBRATION_SIDE", 16)
     monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
-    monkeypatch.setattr(upscale, "_blends", {})
+    yield
+    torch.set_num_threads(threads)
 
 
 def context(models: FakeModels, device: str = "cpu", cancel_after: int | None = None) -> tuple[StepContext, list]:
@@ -104,10 +109,13 @@ def context(models: FakeModels, device: str = "cpu", cancel_after: int | None = 
     def is_cancelled() -> bool:
         return cancel_after is not None and len(reports) >= cancel_after
 
-    # One thread: on a shared, oversubscribed CPU two OpenMP threads spin at every layer's barrier
-    # (measured: a 20x16 RRDBNet window took 5-14 s with 2 threads, 0.4-0.6 s with 1).
     return StepContext(report=lambda f, stage: reports.append((f, stage)), is_cancelled=is_cancelled,
-                       device=device, models=models, threads=1), reports
+                       device=device, models=models), reports
+
+
+def run_step(image: Picture, params: dict[str, Any], ctx: StepContext) -> Any:
+    """The step as the runner runs it: its parameters validated against its spec first."""
+    return upscale.STEP.run(image, upscale.STEP.checked(params), ctx)
 
 
 def picture(height: int, width: int, seed: int = 0, **extra: Any) -> Picture:
@@ -117,7 +125,7 @@ def picture(height: int, width: int, seed: int = 0, **extra: Any) -> Picture:
 
 def test_x4plus_is_4x_with_measurements_and_tile_progress():
     ctx, reports = context(FakeModels({"realesrgan-x4plus": random_rrdbnet(4)}))
-    outcome = upscale.STEP.run(picture(16, 12), {"tileSize": 32}, ctx)  # one 20x16 window: seconds
+    outcome = run_step(picture(16, 12), {"tileSize": 32}, ctx)  # one 20x16 window: seconds
     assert outcome.image.rgb.shape == (64, 48, 3) and outcome.image.rgb.dtype == np.float32
     assert outcome.measurements["upscale"] == {
         "model": "realesrgan-x4plus", "outscale": 4.0, "tiles": 1, "tileSize": 32, "overlap": 4,
@@ -127,7 +135,7 @@ def test_x4plus_is_4x_with_measurements_and_tile_progress():
 
 def test_progress_counts_every_tile():
     ctx, reports = context(FakeModels({"realesrgan-x4plus": tiny_x4()}))
-    outcome = upscale.STEP.run(picture(40, 40), {"tileSize": 32}, ctx)
+    outcome = run_step(picture(40, 40), {"tileSize": 32}, ctx)
     tiles = outcome.measurements["upscale"]["tiles"]
     assert tiles == 4 and [stage for _, stage in reports] == [f"Enhancing tile {i}/4" for i in range(1, 5)]
     assert [fraction for fraction, _ in reports] == [0.25, 0.5, 0.75, 1.0]
@@ -137,7 +145,7 @@ def test_alpha_is_resized_not_enhanced_and_16_bit_stays_16_bit():
     alpha = np.tile(np.linspace(0, 1, 20, dtype=np.float32), (24, 1))
     source = picture(24, 20, alpha=alpha, bit_depth=16, info={"icc": b"profile", "exif": b"x"})
     ctx, _ = context(FakeModels({"realesrgan-x4plus": tiny_x4()}))
-    out = upscale.STEP.run(source, {"outscale": 2}, ctx).image
+    out = run_step(source, {"outscale": 2}, ctx).image
     assert out.alpha.shape == (48, 40) and out.rgb.shape == (48, 40, 3)
     bilinear = cv2.resize(alpha, (40, 48), interpolation=cv2.INTER_LINEAR)
     assert np.abs(out.alpha - bilinear).max() < 0.02 and 0 <= out.alpha.min() and out.alpha.max() <= 1
@@ -148,7 +156,7 @@ def test_alpha_is_resized_not_enhanced_and_16_bit_stays_16_bit():
 def test_outscale_gives_the_requested_size_from_an_x4_model(outscale, size):
     models = FakeModels({"realesrgan-x4plus": tiny_x4()})
     source = picture(24, 20)
-    out = upscale.STEP.run(source, {"outscale": outscale}, context(models)[0]).image
+    out = run_step(source, {"outscale": outscale}, context(models)[0]).image
     assert out.rgb.shape == (*size, 3)
     if outscale == 1:  # scale 1 still runs the network: the pixels change
         assert np.abs(out.rgb - source.rgb).mean() > 0.01
@@ -157,7 +165,7 @@ def test_outscale_gives_the_requested_size_from_an_x4_model(outscale, size):
 def test_x2plus_takes_odd_sizes_and_reaches_outscale_3():
     models = FakeModels({"realesrgan-x2plus": random_rrdbnet(2)})
     params = {"model": "realesrgan-x2plus", "outscale": 3, "tileSize": 32}
-    outcome = upscale.STEP.run(picture(23, 21), params, context(models)[0])
+    outcome = run_step(picture(23, 21), params, context(models)[0])
     assert outcome.image.rgb.shape == (69, 63, 3)
     assert 0 <= outcome.image.rgb.min() and outcome.image.rgb.max() <= 1
 
@@ -169,9 +177,9 @@ def test_denoise_strength_equals_running_the_blended_weights():
                              for name, value in general.state_dict().items()})
     source, params = picture(20, 20), {"model": "realesr-general-x4v3", "denoiseStrength": 30}
     provider = FakeModels({"realesr-general-x4v3": general, "realesr-general-wdn-x4v3": wdn})
-    via_step = upscale.STEP.run(source, params, context(provider)[0]).image.rgb
+    via_step = run_step(source, params, context(provider)[0]).image.rgb
     reference = FakeModels({"realesr-general-x4v3": blended})
-    expected = upscale.STEP.run(source, {**params, "denoiseStrength": 100}, context(reference)[0]).image.rgb
+    expected = run_step(source, {**params, "denoiseStrength": 100}, context(reference)[0]).image.rgb
     assert np.abs(via_step - expected).max() < 1e-5
     assert upscale.blended_network(general, wdn, 0.3) is upscale.blended_network(general, wdn, 0.3)
     assert reference.requested == ["realesr-general-x4v3"]  # strength 100 needs no wdn twin
@@ -187,7 +195,7 @@ def test_denoise_strength_ends_are_the_two_networks():
 def test_out_of_gpu_memory_halves_the_tile_and_stays_on_the_gpu():
     fake = OutOfMemoryOnCuda(max_side=128)
     ctx, reports = context(FakeModels({"realesrgan-x4plus": fake}), device="cuda")
-    outcome = upscale.STEP.run(picture(200, 200), {}, ctx)
+    outcome = run_step(picture(200, 200), {}, ctx)
     report = outcome.measurements["upscale"]
     assert (report["device"], report["tileSize"], report["precision"]) == ("cuda", 128, "fp16")
     assert report["outOfMemoryRetries"] == 2  # 512 and 256 failed
@@ -199,39 +207,39 @@ def test_out_of_gpu_memory_halves_the_tile_and_stays_on_the_gpu():
 def test_out_of_gpu_memory_at_every_tile_size_finishes_on_the_cpu():
     fake = OutOfMemoryOnCuda(max_side=0)
     ctx, _ = context(FakeModels({"realesrgan-x4plus": fake}), device="cuda")
-    outcome = upscale.STEP.run(picture(40, 30), {"tileSize": 512}, ctx)
+    outcome = run_step(picture(40, 30), {"tileSize": 512}, ctx)
     report = outcome.measurements["upscale"]
     assert (report["device"], report["tileSize"], report["outOfMemoryRetries"]) == ("cpu", 256, 3)
     # One window each time (context included): 512 -> 104 px, 256 -> 72 px, 128 -> 56 px; all OOM.
     assert [side for on_cuda, side in fake.windows if on_cuda] == [104, 72, 56]
     assert fake.on_cuda  # moved back to the provider's device afterwards
-    plain = upscale.STEP.run(picture(40, 30), {}, context(FakeModels({"realesrgan-x4plus": fake.net}))[0])
+    plain = run_step(picture(40, 30), {}, context(FakeModels({"realesrgan-x4plus": fake.net}))[0])
     assert np.abs(outcome.image.rgb - plain.image.rgb).max() < 1e-6
 
 
 def test_cancellation_stops_between_tiles():
     ctx, reports = context(FakeModels({"realesrgan-x4plus": tiny_x4()}), cancel_after=2)
     with pytest.raises(Cancelled):
-        upscale.STEP.run(picture(40, 40), {"tileSize": 32}, ctx)
+        run_step(picture(40, 40), {"tileSize": 32}, ctx)
     assert len(reports) == 2
 
 
 def test_missing_bundle_raises_model_unavailable():
     with pytest.raises(ModelUnavailable):
-        upscale.STEP.run(picture(8, 8), {"model": "realesrgan-x2plus"}, context(FakeModels({}))[0])
+        run_step(picture(8, 8), {"model": "realesrgan-x2plus"}, context(FakeModels({}))[0])
 
 
 @pytest.mark.parametrize("params", [{"model": "nope"}, {"outscale": 5}, {"tileSize": 8},
                                     {"denoiseStrength": 101}])
 def test_invalid_parameters_are_refused(params):
     with pytest.raises(PipelineError):
-        upscale.STEP.run(picture(8, 8), params, context(FakeModels({}))[0])
+        run_step(picture(8, 8), params, context(FakeModels({}))[0])
 
 
 def test_keep_monochrome_keeps_a_grey_photo_grey():
     grey = np.repeat(picture(24, 24).rgb.mean(axis=2, keepdims=True), 3, axis=2)
     ctx, _ = context(FakeModels({"realesrgan-x4plus": tiny_x4()}))
-    out = upscale.STEP.run(Picture(rgb=grey), {"outscale": 2, "keepMonochrome": True}, ctx).image.rgb
+    out = run_step(Picture(rgb=grey), {"outscale": 2, "keepMonochrome": True}, ctx).image.rgb
     assert np.abs(out - out.mean(axis=2, keepdims=True)).max() < 0.01
 
 
@@ -252,7 +260,7 @@ def test_real_x4plus_weights_give_a_sensible_upscale(real_x4plus, monkeypatch):
 
     monkeypatch.setattr(precision, "cpu_has_bf16_units", REAL_BF16_PROBE)  # bf16 where this CPU has it
     crop = data.astronaut()[100:132, 180:212].astype(np.float32) / 255
-    outcome = upscale.STEP.run(Picture(rgb=crop), {}, context(FakeModels({"realesrgan-x4plus": real_x4plus}))[0])
+    outcome = run_step(Picture(rgb=crop), {}, context(FakeModels({"realesrgan-x4plus": real_x4plus}))[0])
     out = outcome.image.rgb
     assert out.shape == (128, 128, 3)
     assert (outcome.measurements["upscale"]["tileSize"], outcome.measurements["upscale"]["tiles"]) == (256, 1)
@@ -264,3 +272,18 @@ def test_real_x4plus_weights_give_a_sensible_upscale(real_x4plus, monkeypatch):
 
 def sharpness(rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(rgb.mean(axis=2), cv2.CV_32F).var())
+
+
+def test_the_runner_refuses_a_call_its_step_refuses_before_decoding(tmp_path):
+    from pipelines.base import InvalidStepParams
+    from pipelines.runner import RunRequest, run_tool_job
+    from pipelines.steps import build_step_registry
+
+    decoded: list = []
+    request = RunRequest(tool="upscale", plan=[{"step": "upscale", "params": {"tileSize": 8, "sharpen": True}}],
+                         input_path=tmp_path / "in.png", output_dir=tmp_path, output_stem="out", input_format="png")
+    with pytest.raises(InvalidStepParams) as caught:
+        run_tool_job(request, build_step_registry(), report=lambda *_: None, is_cancelled=lambda: False,
+                     models=FakeModels({}), decode=decoded.append)
+    assert caught.value.code == "INVALID_PARAMS" and decoded == []
+    assert {problem["field"] for problem in caught.value.details["fields"]} == {"tileSize", "sharpen"}

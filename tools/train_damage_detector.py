@@ -1,6 +1,6 @@
 """Train the learned damage detector shipped in pipelines/models/weights/damage-unet.pt.
 
-    .venv/bin/python tools/train_damage_detector.py            # the shipped run (56 minutes on 2 busy cores here)
+    .venv/bin/python tools/train_damage_detector.py            # the shipped run (about an hour on CPU; docs/NOTES.md)
     .venv/bin/python tools/train_damage_detector.py --steps 50  # a smoke run
 
 CPU only, fixed seeds: the same command on the same torch build gives the same weights (bf16

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import damage_detection as dd  # noqa: E402
 from pipelines.base import StepContext  # noqa: E402
+from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
 from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--mirrored", action="store_true", help="average in the mirrored view's answer")
     args = parser.parse_args()
     dd.MIRRORED_PASS = args.mirrored
-    model = dd.packaged_detector("cpu", 2)
+    model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
     if args.weights:
         from pipelines.models.damage_unet import load_damage_unet
 

@@ -36,10 +36,9 @@ log = logging.getLogger(__name__)
 # How the child is started. Tests point this at a script that injects faults around ``main``.
 CHILD_COMMAND: tuple[str, ...] = (sys.executable, "-m", "pipelines.imaging.isolated")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Address space (RLIMIT_AS), not resident memory. Measured VmPeak of the child: ~0.16 GB for the
-# interpreter with NumPy and Pillow, ~0.5 GB with OpenCV and every decoder library loaded; decodes
-# then add ~9 B/px (JPEG: 1.1 GB at 100 MP), ~11-12 (DNG, 16-bit PNG), ~18 (OpenEXR), ~24
-# (Radiance HDR: 2.6 GB at 100 MP). 40 B/px leaves headroom for real camera RAWs and progressive JPEG.
+# Address space (RLIMIT_AS), not resident memory. The base covers the child with OpenCV and every
+# decoder library loaded; 40 B/px is above every format's measured peak per pixel, with headroom
+# for real camera RAWs and progressive JPEG (the measurements: docs/NOTES.md, "Decoding").
 BASE_MEMORY_BYTES = 1024 * 2**20
 DECODE_BYTES_PER_PIXEL = 40
 PROBE_MEMORY_BYTES = BASE_MEMORY_BYTES + 512 * 2**20

@@ -32,11 +32,10 @@ CONFIG_FILE = "configuration.json"
 DEFAULT_ENCODER = "convnext-l"
 KNOWN_ENCODERS = ("convnext-t", "convnext", "convnext-s", "convnext-b", "convnext-l")
 
-# bf16 on CPU is off. Measured on this CPU family (2 cores, AMX), 512x512 forward, channels_last,
-# CPU seconds: ConvNeXt-T fp32 5.5-9.3, bf16 6.5-11.7; ConvNeXt-L fp32 10.4-13.5, bf16 8.9-14.4.
-# bf16 gains nothing: the colour decoder's einsum casts a 256x512x512 map to bf16 in a strided copy
-# (5.4 of 10.5 s in a bf16 profile). Its agreement with fp32 could only be measured with random
-# weights (55-61 dB), not the official ones. Set True to let each load's calibration decide.
+# bf16 on CPU is off: it was measured no faster than fp32 (the colour decoder's einsum casts a
+# 256x512x512 map to bf16 in a strided copy), and its agreement with fp32 could only be checked
+# with random weights, not the official ones (figures: docs/NOTES.md, "DDColor"). Set True to let
+# each load's calibration decide.
 BF16_ON_CPU = False
 # bf16 is kept only if, on the calibration card, the RGB result (card lightness + predicted ab)
 # matches fp32 within BF16_MIN_PSNR_DB: the same bar as pipelines.precision uses for Real-ESRGAN
@@ -124,8 +123,7 @@ def choose_precision(model: "torch.nn.Module", device: str) -> Precision:
     import torch
 
     if not device.startswith("cuda"):
-        # oneDNN prefers channels_last: a 512x512 fp32 forward took 3-10 s in it, 9-57 s in NCHW
-        # (wall seconds on a shared 2-core machine, ConvNeXt-T).
+        # oneDNN prefers channels_last: it measured several times faster than NCHW (docs/NOTES.md).
         model.to(memory_format=torch.channels_last)
     # Not cached: once per load. The names are read here at call time, so tests can patch them.
     return decide_precision(device, lambda: bf16_agreement_db(model), channels_last=True,
@@ -167,79 +165,3 @@ def lab_to_rgb(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
     lab = np.concatenate([lightness[..., None], ab], axis=-1).astype(np.float32, copy=False)
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
-
-
-def write_random_ddcolor(directory: Path, encoder_name: str = "convnext-t", seed: int = 0) -> Path:
-    """Official-format files with random weights, for tests; returns the weights file's path."""
-    import torch
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    network = random_network(encoder_name, seed)
-    weights_path = directory / WEIGHTS_FILE
-    torch.save({"params": network.state_dict()}, weights_path)
-    (directory / CONFIG_FILE).write_text(json.dumps(official_style_config(encoder_name), indent=2), encoding="utf-8")
-    return weights_path
-
-
-# The constructor runs the encoder once at its input size only to find layer widths; the
-# parameters do not depend on it, so a small probe saves seconds.
-RANDOM_PROBE_SIDE = 128
-# A fresh DDColor predicts (a, b) of about 1e13 (its spectral norms were never estimated) or, once
-# they are, about 0.1; tests need colour of a photo's spread, a few tens of Lab units.
-RANDOM_AB_SPREAD = 25.0
-SPECTRAL_POWER_ITERATIONS = 10
-
-
-def random_network(encoder_name: str, seed: int) -> "torch.nn.Module":
-    """modelscope's DDColor network, randomly initialised, predicting (a, b) of a photo-like spread."""
-    import torch
-
-    from pipelines.torchvision_compat import ensure_torchvision
-
-    ensure_torchvision()
-    from modelscope.models.cv.image_colorization.ddcolor.ddcolor import DDColor
-
-    torch.manual_seed(seed)
-    network = DDColor(encoder_name, (RANDOM_PROBE_SIDE, RANDOM_PROBE_SIDE)).eval()
-    with torch.no_grad():
-        _estimate_spectral_norms(network)
-        _scale_colour_head(network, RANDOM_AB_SPREAD)
-    return network
-
-
-def _estimate_spectral_norms(network: "torch.nn.Module") -> None:
-    """Run the power iterations training would have run, so each normalised weight has norm ~1."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
-
-    for module in network.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, SpectralNorm):
-                iterations_per_call = hook.n_power_iterations
-                hook.n_power_iterations = SPECTRAL_POWER_ITERATIONS  # one call, many iterations
-                hook.compute_weight(module, do_power_iteration=True)
-                hook.n_power_iterations = iterations_per_call
-
-
-def _scale_colour_head(network: "torch.nn.Module", target_spread: float) -> None:
-    """Scale the colour queries' last linear layer; (a, b) is linear in it (einsum, 1x1 conv)."""
-    import torch
-
-    from pipelines.precision import calibration_image
-
-    card = grey_from_lightness(lightness_of(calibration_image(RANDOM_PROBE_SIDE)))
-    spread = float(network(torch.from_numpy(card.transpose(2, 0, 1)).unsqueeze(0)).std())
-    head = network.decoder.color_decoder.color_embed.layers[-1]
-    head.weight.mul_(target_spread / spread)
-    head.bias.mul_(target_spread / spread)
-
-
-def official_style_config(encoder_name: str) -> dict[str, Any]:
-    """A configuration.json shaped like modelscope's: task, pipeline and model type, plus the encoder."""
-    return {
-        "framework": "pytorch",
-        "task": "image-colorization",
-        "pipeline": {"type": "ddcolor-image-colorization"},
-        "model": {"type": "ddcolor", "encoder_name": encoder_name},
-    }
-

@@ -4,9 +4,7 @@ facexlib's ``init_detection_model`` / ``init_parsing_model`` download their weig
 relative to the working directory when the file is missing there. The loaders below build the
 same networks and read the state dict from the path they are given, nothing else.
 
-Also here: running them on float RGB images (:func:`detect_faces`, :func:`parse_face`), and random
-checkpoints in the official layouts for tests (:func:`save_random_retinaface`,
-:func:`save_random_parsenet`).
+Also here: running them on float RGB images (:func:`detect_faces`, :func:`parse_face`).
 """
 from __future__ import annotations
 
@@ -88,44 +86,6 @@ def load_parsenet(path: Path, device: str) -> "torch.nn.Module":
     model = build_parsenet()
     model.load_state_dict(torch.load(Path(path), map_location="cpu", weights_only=True), strict=True)
     return model.eval().requires_grad_(False).to(device)
-
-
-def save_random_retinaface(path: Path, seed: int = 0, finds_no_faces: bool = True) -> Path:
-    """A detector checkpoint in the official layout (``module.``-prefixed keys), random weights.
-
-    With random weights RetinaFace scores thousands of anchors as faces; ``finds_no_faces``
-    (the default) sets the classification head to answer "background" everywhere instead.
-    """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
-        torch.manual_seed(seed)
-        model = build_retinaface()
-    if finds_no_faces:
-        silence_classification_head(model)
-    torch.save({f"module.{key}": value for key, value in model.state_dict().items()}, Path(path))
-    return Path(path)
-
-
-def silence_classification_head(model: "torch.nn.Module") -> None:
-    """Make every anchor's (background, face) logits (+8, -8): a face probability of 1e-7."""
-    import torch
-
-    with torch.no_grad():
-        for head in model.ClassHead:
-            head.conv1x1.weight.zero_()
-            head.conv1x1.bias.copy_(torch.tensor([8.0, -8.0]).repeat(head.conv1x1.bias.numel() // 2))
-
-
-def save_random_parsenet(path: Path, seed: int = 0) -> Path:
-    """A parser checkpoint in the official layout (a bare state dict), random weights."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_parsenet()
-    torch.save(model.state_dict(), Path(path))
-    return Path(path)
 
 
 def detect_faces(detector: Any, rgb: np.ndarray, max_side: int) -> list[DetectedFace]:

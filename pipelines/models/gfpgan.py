@@ -9,13 +9,10 @@ Precision: fp16 autocast on CUDA. On CPUs with AMX or AVX512-BF16, bf16 autocast
 the weights actually loaded, its output on :func:`calibration_face` matches fp32 within
 :data:`pipelines.precision.BF16_MIN_PSNR_DB` (45 dB, an RMS error of 1.4 levels of 255); fp32
 otherwise. The check runs once per worker and device (one bf16 and one fp32 forward), because
-offline only random weights could be measured, and those say little about the real ones:
-bf16 vs fp32 gave 54.7 dB on the astronaut's aligned face, 55.9 dB on the calibration face and
-64.7 dB on the whole photo after paste-back (bench/face_speed.py). Speed on a busy 2-vCPU
-machine was inconclusive: a bf16 forward took 0.75x to 1.14x the CPU time of an fp32 one from run
-to run, the whole step 29.3 vs 29.9 CPU seconds (STACK.md measured 1.2 s vs 2.8 s on a quiet
-machine). GFPGAN runs NCHW: it flattens features with ``.view()``, which channels_last breaks.
-ParseNet always runs fp32 (unmeasured in bf16).
+offline only random weights could be measured, and those say little about the real ones (the
+figures, and why bf16's speed on CPU is still an open question: docs/NOTES.md, "GFPGAN").
+GFPGAN runs NCHW: it flattens features with ``.view()``, which channels_last breaks. ParseNet
+always runs fp32 (unmeasured in bf16).
 """
 from __future__ import annotations
 
@@ -73,17 +70,6 @@ def _require_materialized(model: "torch.nn.Module") -> None:
     leftovers = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
     if leftovers:
         raise ValueError(f"GFPGAN checkpoint left tensors unset: {leftovers[:5]}")
-
-
-def save_random_gfpgan(path: Path, seed: int = 0) -> Path:
-    """A checkpoint in the official layout (``{'params_ema': state_dict}``) with random weights."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
-        torch.manual_seed(seed)
-        model = build_gfpgan()
-    torch.save({"params_ema": model.state_dict()}, Path(path))
-    return Path(path)
 
 
 def restore_face(model: "torch.nn.Module", face: np.ndarray, precision: Precision) -> np.ndarray:

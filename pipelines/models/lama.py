@@ -29,12 +29,11 @@ def padded_side(side: int) -> int:
     return -(-side // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
-def inpaint_crop(model: Any, rgb: np.ndarray, mask: np.ndarray, device: str, threads: int) -> np.ndarray:
-    """LaMa's fill of float RGB ``rgb`` (HxWx3, [0, 1]) where bool ``mask`` (HxW) is set; HxWx3 out."""
+def inpaint_crop(model: Any, rgb: np.ndarray, mask: np.ndarray, device: str) -> np.ndarray:
+    """LaMa's fill of float RGB ``rgb`` (HxWx3, [0, 1]) where bool ``mask`` (HxW) is set; HxWx3 out.
+    torch's thread pool is the worker's, sized by its model provider."""
     import torch
 
-    if torch.get_num_threads() != max(1, int(threads)):
-        torch.set_num_threads(max(1, int(threads)))
     height, width = mask.shape
     pad = ((0, padded_side(height) - height), (0, padded_side(width) - width))
     image = np.pad(np.clip(rgb, 0.0, 1.0), pad + ((0, 0),), mode="symmetric")

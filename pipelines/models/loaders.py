@@ -2,16 +2,31 @@
 
 The manifest names a loader for every model file; workers call :func:`load_model` once per model
 and keep the result warm. Loaders never download anything and never look at the working directory.
+
+A loader also decides the precision its model runs in, once, when it loads it, and leaves the
+decision on the model as ``model.precision`` (a :class:`pipelines.precision.Precision`): steps
+only read it. DDColor's loader keeps it on its colorizer; networks that always run fp32
+(RetinaFace, ParseNet, LaMa) and the ONNX sessions carry none.
+
+Models that ship in the package (:data:`PACKAGED`) need no bundle: :class:`PackagedModels`
+provides them by id, and the worker's provider falls back to it.
 """
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.registry import Registry
 
+log = logging.getLogger("restora.models")
 Loader = Callable[[Path, str], Any]
+
+# Model id -> (loader, file in pipelines/models/weights/) for the models the package ships.
+PACKAGED = {"damage-unet": ("damage-unet", "damage-unet.pt")}
+PACKAGED_DIR = Path(__file__).with_name("weights")
 
 
 def _rrdbnet(scale: int) -> Loader:
@@ -44,16 +59,27 @@ def _lazy(module: str, function: str) -> Loader:
     return load
 
 
+def _decided(load: Loader, module: str, decide: str) -> Loader:
+    """``load``, then ``module.decide(model, device)`` picks the precision, kept on the model."""
+    def load_and_decide(path: Path, device: str) -> Any:
+        model = load(path, device)
+        model.precision = getattr(importlib.import_module(module), decide)(model, device)
+        return model
+    return load_and_decide
+
+
 def build_loader_registry() -> Registry[Loader]:
     registry: Registry[Loader] = Registry("loader")
-    registry.register("rrdbnet-x4", _rrdbnet(4))
-    registry.register("rrdbnet-x2", _rrdbnet(2))
-    registry.register("srvgg-x4", _srvgg_x4)
-    registry.register("gfpgan-v1-clean", _lazy("pipelines.models.gfpgan", "load_gfpgan"))
+    esrgan = ("pipelines.precision", "realesrgan_precision")
+    registry.register("rrdbnet-x4", _decided(_rrdbnet(4), *esrgan))
+    registry.register("rrdbnet-x2", _decided(_rrdbnet(2), *esrgan))
+    registry.register("srvgg-x4", _decided(_srvgg_x4, *esrgan))
+    registry.register("gfpgan-v1-clean", _decided(_lazy("pipelines.models.gfpgan", "load_gfpgan"),
+                                                  "pipelines.models.gfpgan", "gfpgan_precision"))
     registry.register("retinaface-resnet50", _lazy("pipelines.models.face_helpers", "load_retinaface"))
     registry.register("parsenet", _lazy("pipelines.models.face_helpers", "load_parsenet"))
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
-    registry.register("damage-unet", _lazy("pipelines.models.damage_unet", "load_damage_unet"))
+    registry.register("damage-unet", _lazy("pipelines.damage_detection", "load_detector"))
     registry.register("lama-torchscript", _lazy("pipelines.models.lama", "load_lama"))
     registry.register("rembg", _lazy("pipelines.models.rembg_sessions", "load_session"))
     return registry
@@ -61,3 +87,40 @@ def build_loader_registry() -> Registry[Loader]:
 
 def load_model(loader: str, path: Path, device: str) -> Any:
     return build_loader_registry().get(loader)(Path(path), device)
+
+
+def use_torch_threads(threads: int | None) -> None:
+    """Size torch's intra-op pool to the cores this worker was given (None: leave it alone)."""
+    if threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != max(1, int(threads)):
+        torch.set_num_threads(max(1, int(threads)))
+
+
+class PackagedModels:
+    """A ModelProvider of the models that ship in the package, each loaded once on ``device``.
+
+    ``threads`` sizes torch's pool before the first load (the worker's share of the cores).
+    """
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        self.device, self.threads = device, threads
+        self.loaders = build_loader_registry()
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> Any:
+        from pipelines.base import ModelUnavailable
+
+        if model_id not in PACKAGED:
+            raise ModelUnavailable(f"The model '{model_id}' comes with a bundle, and none is available here.",
+                                   details={"model": model_id})
+        with self._lock:
+            if model_id not in self._loaded:
+                use_torch_threads(self.threads)
+                loader, file = PACKAGED[model_id]
+                self._loaded[model_id] = self.loaders.get(loader)(PACKAGED_DIR / file, self.device)
+                log.info("loaded the packaged %s", model_id)
+            return self._loaded[model_id]

@@ -41,8 +41,8 @@ def load_rrdbnet(path: str | os.PathLike[str], scale: int, device: str = "cpu") 
     """Load an official-format checkpoint strictly, in eval mode, fp32, on ``device``."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     # Built on "meta", then given uninitialised memory: basicsr's random initialisation of 16.7 M
-    # weights that are overwritten at once cost ~2 s per load on this CPU. load_state_dict then
-    # copies (and casts to the fp32 parameters), so every weight is overwritten or it raises.
+    # weights that are overwritten at once costs seconds per load (docs/NOTES.md). load_state_dict
+    # then copies (and casts to the fp32 parameters), so every weight is overwritten or it raises.
     model = build_rrdbnet(scale, device="meta").to_empty(device="cpu")
     model.load_state_dict(select_state_dict(checkpoint), strict=True)
     model.eval()

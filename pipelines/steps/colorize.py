@@ -16,24 +16,26 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.base import ModelUnavailable, Picture, PipelineError, Step, StepContext, StepOutcome
+from pipelines.base import Picture, Step, StepContext, StepOutcome
+from pipelines.params import Param
 
 BUNDLE = "colorization"
 MODEL_ID = "ddcolor-weights"
 STAGE = "Colorizing..."
-DEFAULT_STRENGTH = 85.0
 SKIPPED_COLOUR_PHOTO = "the photo already has colour"
+STRENGTH = Param("strength", "number", 85, "Colour intensity: 0 leaves the photo grey, 100 applies the model's "
+                 "full colour.", 0, 100)
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
     from pipelines.analysis import is_grayscale
 
-    strength = _strength(params)
+    strength = params["strength"]
     if not is_grayscale(image.rgb):
         return StepOutcome(image=image, measurements={"colorized": False, "isGrayscale": False},
                            skipped=SKIPPED_COLOUR_PHOTO)
     ctx.progress(0.05, STAGE)
-    colorizer = _colorizer(ctx)
+    colorizer = ctx.model(MODEL_ID, BUNDLE)
     rgb = colorize(image.rgb, strength, colorizer, ctx)
     ctx.progress(1.0, STAGE)
     return StepOutcome(image=image.with_rgb(rgb), measurements={"colorized": True, "isGrayscale": True})
@@ -147,18 +149,4 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     return 116.0 * _lab_f(relative_luminance(rgb)) - 16.0
 
 
-def _strength(params: Mapping[str, Any]) -> float:
-    strength = float(params.get("strength", DEFAULT_STRENGTH))
-    if not 0.0 <= strength <= 100.0:
-        raise PipelineError(f"strength must be between 0 and 100, not {strength:g}.", code="INVALID_PARAMETER")
-    return strength
-
-
-def _colorizer(ctx: StepContext) -> Any:
-    if ctx.models is None:
-        raise ModelUnavailable(f"No models are available to this worker: install the {BUNDLE} bundle.",
-                               details={"bundle": BUNDLE})
-    return ctx.models.get(MODEL_ID)
-
-
-STEP = Step(name="colorize", stage=STAGE, run=run, bundle=BUNDLE, weight=2.0)
+STEP = Step(name="colorize", stage=STAGE, run=run, params=(STRENGTH,), bundle=BUNDLE, weight=2.0)

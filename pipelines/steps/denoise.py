@@ -12,12 +12,9 @@
    monotonically with strength, so higher strength always smooths more.
 3. The filter is ``cv2.fastNlMeansDenoising`` over the RGB channels jointly with the L1 patch
    norm, in uint8 for 8-bit photos and uint16 for 16-bit ones (OpenCV takes uint16 only with
-   NORM_L1), so both depths get the same filter. Measured on astronaut, coffee and chelsea with
-   Gaussian noise (σ 5/10/20) per channel, each at its best h: 0.7..2.7 dB PSNR above
-   ``fastNlMeansDenoisingColored`` (Lab), 3.6..4.7 dB above it when the noise is the same in all
-   three channels (grain); its best h/σ stayed near 1.3 at every σ where the L2 norm's drifted
-   from 1.3 to 0.8. It costs ~1.3x the Lab variant's time. Photos whose three channels are
-   identical are filtered as one channel (a third of the work).
+   NORM_L1), so both depths get the same filter; it beat ``fastNlMeansDenoisingColored`` (Lab) by
+   0.7..4.7 dB PSNR (docs/NOTES.md, "Denoise"). Photos whose three channels are identical are
+   filtered as one channel (a third of the work).
 4. The photo is processed in horizontal bands with BAND_OVERLAP rows of context, more than the
    filter's reach (search radius 10 + patch radius 3), so the result equals whole-image filtering.
 """
@@ -31,9 +28,11 @@ import numpy as np
 from pipelines.analysis import estimate_noise_sigma
 from pipelines.base import Picture, Step, StepContext, StepOutcome
 from pipelines.imaging.pixels import from_unit_float
+from pipelines.params import Param
 
 STAGE = "Reducing noise..."
-DEFAULT_STRENGTH = 25.0
+MODERATE_STRENGTH = 25  # the default: h = σ · BEST_RATIO exactly
+STRENGTH = Param("strength", "number", MODERATE_STRENGTH, "Denoising strength.", 0, 100)
 
 # Estimated σ below which the photo counts as clean. Measured (see analysis.py): 13 clean
 # scikit-image photos read 0.2..1.9; the same photos with noise of σ 5 read 4.1..5.7.
@@ -52,7 +51,7 @@ BAND_OVERLAP = 16  # > SEARCH_SIZE // 2 + TEMPLATE_SIZE // 2 = 13
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
-    strength = float(params.get("strength", DEFAULT_STRENGTH))
+    strength = params["strength"]
     if strength <= 0:
         return StepOutcome(image=image, skipped="strength 0")
     sigma = estimate_noise_sigma(image.rgb)
@@ -66,12 +65,12 @@ def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutc
     return StepOutcome(image=image.with_rgb(denoised), measurements=measurements)
 
 
-STEP = Step(name="denoise", stage=STAGE, run=run, weight=3.0)
+STEP = Step(name="denoise", stage=STAGE, run=run, params=(STRENGTH,), weight=3.0)
 
 
 def filter_strength_for(sigma: float, strength: float) -> float:
     """The non-local means h (0..255 units, three channels) for noise σ and strength 0..100."""
-    return sigma * BEST_RATIO * float(np.sqrt(max(strength, 0.0) / DEFAULT_STRENGTH))
+    return sigma * BEST_RATIO * float(np.sqrt(max(strength, 0.0) / MODERATE_STRENGTH))
 
 
 def denoise_rgb(rgb: np.ndarray, filter_strength: float, bit_depth: int, ctx: StepContext) -> np.ndarray:

@@ -29,16 +29,19 @@ torch and facexlib are imported inside functions only: the server process import
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
-from pipelines.base import ModelUnavailable, Picture, PipelineError, Step, StepContext, StepOutcome
+from pipelines.base import Picture, Step, StepContext, StepOutcome
+from pipelines.faces import DETECTOR_ID
 from pipelines.models.face_helpers import DetectedFace, detect_faces, parse_face
+from pipelines.params import Param
 
-DETECTOR_ID, RESTORER_ID, PARSER_ID = "retinaface-resnet50", "gfpgan-v1.4", "parsenet"
+BUNDLE = "photo-restoration"
+RESTORER_ID, PARSER_ID = "gfpgan-v1.4", "parsenet"
 DETECT_MAX_SIDE = 1280
 FACE_SIZE = 512
 # facexlib's standard 5 landmarks of an FFHQ face in 512x512 (eyes, nose tip, mouth corners).
@@ -55,22 +58,11 @@ EDGE_TAPER_PX = 24  # then faded to exactly 0 at the crop edge, smoothly
 DETECT_SHARE = 0.1  # of this step's progress
 
 
-@dataclass(frozen=True)
-class FaceRequest:
-    fidelity: float
-    only_center_face: bool
-    upscale: int
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "FaceRequest":
-        request = cls(fidelity=float(0.7 if params.get("fidelity") is None else params["fidelity"]),
-                      only_center_face=bool(params.get("onlyCenterFace", False)),
-                      upscale=int(params.get("upscale") or 1))
-        problems = [text for bad, text in ((not 0 <= request.fidelity <= 1, "fidelity must be in [0, 1]"),
-                                           (request.upscale not in (1, 2), "upscale must be 1 or 2")) if bad]
-        if problems:
-            raise PipelineError("; ".join(problems), code="INVALID_PARAMETERS")
-        return request
+FIDELITY = Param("fidelity", "number", 0.7, "Higher keeps more of the original face; lower restores more "
+                 "strongly.", 0, 1)
+ONLY_CENTER_FACE = Param("onlyCenterFace", "boolean", False, "Restore only the face nearest the centre.")
+UPSCALE = Param("upscale", "integer", 1, "Upscale the whole photo by this factor.", choices=(1, 2))
+PARAMS = (FIDELITY, ONLY_CENTER_FACE, UPSCALE)
 
 
 def restoration_strength(fidelity: float) -> float:
@@ -79,43 +71,21 @@ def restoration_strength(fidelity: float) -> float:
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
-    request = FaceRequest.from_params(params)
-    detector = _models(ctx).get(DETECTOR_ID)
-    _use_worker_threads(ctx.threads)
+    detector = ctx.model(DETECTOR_ID, BUNDLE)
     ctx.progress(0.0, "Detecting faces...")
-    faces = _aligned(detect_faces(detector, image.rgb, DETECT_MAX_SIDE), request.only_center_face, image)
+    faces = _aligned(detect_faces(detector, image.rgb, DETECT_MAX_SIDE), params["onlyCenterFace"], image)
     ctx.check_cancelled()
-    if not faces and request.upscale == 1:
-        return StepOutcome(image, measurements=_measurements([], request))
-    canvas = upscaled(image.rgb, request.upscale)
+    factor = params["upscale"]
+    if not faces and factor == 1:
+        return StepOutcome(image, measurements=_measurements([], params))
+    canvas = upscaled(image.rgb, factor)
     if faces:
-        _enhance_faces(image.rgb, canvas, faces, request, ctx)
+        _enhance_faces(image.rgb, canvas, faces, params, ctx)
     alpha = image.alpha
-    if alpha is not None and request.upscale != 1:
-        alpha = np.clip(upscaled(alpha, request.upscale), 0.0, 1.0)  # Lanczos overshoots
+    if alpha is not None and factor != 1:
+        alpha = np.clip(upscaled(alpha, factor), 0.0, 1.0)  # Lanczos overshoots
     result = replace(image, rgb=np.clip(canvas, 0.0, 1.0), alpha=alpha)
-    return StepOutcome(result, measurements=_measurements([face for face, _ in faces], request))
-
-
-def detect_boxes(rgb_small: np.ndarray, ctx: StepContext) -> list[tuple[int, int, int, int]]:
-    """RetinaFace boxes in ``rgb_small``'s pixels, for :func:`pipelines.faces.face_boxes`."""
-    faces = detect_faces(_models(ctx).get(DETECTOR_ID), rgb_small, DETECT_MAX_SIDE)
-    return [(math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)) for x0, y0, x1, y1 in
-            (face.box for face in faces)]
-
-
-def _models(ctx: StepContext) -> Any:
-    if ctx.models is None:
-        raise ModelUnavailable("face enhancement needs the photo-restoration bundle's models",
-                               code="NO_MODEL_PROVIDER", details={"bundle": "photo-restoration"})
-    return ctx.models
-
-
-def _use_worker_threads(threads: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != max(1, int(threads)):
-        torch.set_num_threads(max(1, int(threads)))
+    return StepOutcome(result, measurements=_measurements([face for face, _ in faces], params))
 
 
 def _aligned(faces: list[DetectedFace], only_center_face: bool,
@@ -136,20 +106,21 @@ def center_face(faces: list[DetectedFace], width: int, height: int) -> DetectedF
 
 
 def _enhance_faces(source: np.ndarray, canvas: np.ndarray, faces: list[tuple[DetectedFace, np.ndarray]],
-                   request: FaceRequest, ctx: StepContext) -> None:
+                   params: Mapping[str, Any], ctx: StepContext) -> None:
     """Restore each face from ``source`` and paste it into ``canvas`` (in place)."""
-    from pipelines.models.gfpgan import gfpgan_precision, restore_face
+    from pipelines.models.gfpgan import restore_face
+    from pipelines.precision import precision_of
 
-    restorer, parser = ctx.models.get(RESTORER_ID), ctx.models.get(PARSER_ID)
-    precision = gfpgan_precision(restorer, ctx.device)
-    strength = restoration_strength(request.fidelity)
+    restorer, parser = ctx.model(RESTORER_ID, BUNDLE), ctx.model(PARSER_ID, BUNDLE)
+    precision = precision_of(restorer, ctx.device, channels_last=False)  # GFPGAN runs NCHW
+    strength = restoration_strength(params["fidelity"])
     for index, (_, matrix) in enumerate(faces):
         ctx.progress(DETECT_SHARE + (1 - DETECT_SHARE) * index / len(faces),
                      f"Enhancing face {index + 1}/{len(faces)}")
         ctx.check_cancelled()
         restored = restore_face(restorer, align_face(source, matrix), precision)
         mask = feathered_mask(parse_face(parser, restored))
-        paste_face(canvas, restored, mask * strength, inverse_alignment(matrix, request.upscale))
+        paste_face(canvas, restored, mask * strength, inverse_alignment(matrix, params["upscale"]))
     ctx.progress(1.0, f"Enhanced {len(faces)} face{'s' if len(faces) != 1 else ''}")
 
 
@@ -241,11 +212,11 @@ def upscaled(pixels: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_LANCZOS4)
 
 
-def _measurements(faces: list[DetectedFace], request: FaceRequest) -> dict[str, Any]:
+def _measurements(faces: list[DetectedFace], params: Mapping[str, Any]) -> dict[str, Any]:
     """Boxes are in the result's pixels (so doubled at upscale 2)."""
-    return {"facesEnhanced": len(faces), "fidelity": request.fidelity,
-            "faces": [{"box": [round(value * request.upscale, 1) for value in face.box],
+    return {"facesEnhanced": len(faces), "fidelity": params["fidelity"],
+            "faces": [{"box": [round(value * params["upscale"], 1) for value in face.box],
                        "score": round(face.score, 4)} for face in faces]}
 
 
-STEP = Step(name="face_enhancement", stage="Enhancing faces...", run=run, bundle="photo-restoration", weight=3.0)
+STEP = Step(name="face_enhancement", stage="Enhancing faces...", run=run, params=PARAMS, bundle=BUNDLE, weight=3.0)

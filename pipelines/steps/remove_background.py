@@ -7,67 +7,62 @@ a session is loaded or alpha matting runs, never at module import (its first imp
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.base import ModelUnavailable, Picture, PipelineError, Step, StepContext, StepOutcome, scaled_size
+from pipelines.base import Picture, Step, StepContext, StepOutcome, scaled_size
 from pipelines.imaging.pixels import from_unit_float
-from pipelines.tools.remove_bg import MAX_INPUT_SIDE
+from pipelines.params import Param
 
 BUNDLE = "background-removal"
 MODEL_FOR_QUALITY = {"low": "u2netp", "medium": "isnet-general-use", "high": "birefnet-general"}
+# Seed 003: larger inputs are resized down proportionally before processing (the remove-bg tool
+# promises its output size from these).
+MAX_INPUT_SIDE = {"low": 2048, "medium": 2048, "high": 4096}
 EXTRA_RESULT = "background_removed"
 # rembg.remove's alpha-matting defaults (8-bit trimap thresholds, erosion in pixels), for parity.
 MATTING_FOREGROUND_THRESHOLD = 240
 MATTING_BACKGROUND_THRESHOLD = 10
 MATTING_ERODE_SIZE = 10
-_COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+
+QUALITY = Param("quality", "string", "medium", "low: u2netp; medium: isnet-general-use; high: BiRefNet (fine edges).",
+                choices=tuple(MODEL_FOR_QUALITY))
+RETURN_MASK = Param("returnMask", "boolean", False, "Return a greyscale mask (white = foreground) instead of the "
+                    "cutout.")
+ALPHA_MATTING = Param("alphaMatting", "boolean", False, "Refine fine edges (hair, fur) with alpha matting.")
+BACKGROUND = Param("background", "string", None, "Composite onto this colour (#rrggbb) instead of transparency.",
+                   pattern="#[0-9a-fA-F]{6}")
+PARAMS = (QUALITY, RETURN_MASK, ALPHA_MATTING, BACKGROUND,
+          Param("asExtra", "boolean", False, "Keep the image and return the cutout as an extra result."))
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
-    quality = params.get("quality", "medium")
-    model_id = _model_for(quality)
-    background = parse_colour(params.get("background"))
+    quality = params["quality"]
+    model_id = MODEL_FOR_QUALITY[quality]
+    background = parse_colour(params["background"])
     ctx.progress(0.05, "Loading the background-removal model...")
-    session = _session(ctx, model_id)
+    session = ctx.model(model_id, BUNDLE)
     ctx.check_cancelled()
     working, resized_to = limit_size(image, MAX_INPUT_SIDE[quality])
     ctx.progress(0.2, "Finding the subject...")
-    rgb, alpha, matting = _cut_out(working, session, bool(params.get("alphaMatting")), ctx)
+    rgb, alpha, matting = _cut_out(working, session, params["alphaMatting"], ctx)
     ctx.check_cancelled()
-    result = _render(working, rgb, alpha, bool(params.get("returnMask")), background)
+    result = _render(working, rgb, alpha, params["returnMask"], background)
     measurements = {"backgroundRemoval": {
         "quality": quality, "model": model_id, "resizedTo": resized_to,
         "foregroundFraction": round(float(np.mean(alpha >= 0.5)), 4), "alphaMatting": matting}}
-    if params.get("asExtra"):
+    if params["asExtra"]:
         return StepOutcome(image=image, measurements=measurements, extras={EXTRA_RESULT: result})
     return StepOutcome(image=result, measurements=measurements)
 
 
-def _model_for(quality: str) -> str:
-    if quality not in MODEL_FOR_QUALITY:
-        raise PipelineError(f"Unknown quality '{quality}': use low, medium or high.", code="INVALID_PARAMETER")
-    return MODEL_FOR_QUALITY[quality]
-
-
 def parse_colour(value: str | None) -> np.ndarray | None:
-    """'#rrggbb' → float32 RGB in [0, 1]; None stays None (keep transparency)."""
+    """'#rrggbb' (the spec's pattern) → float32 RGB in [0, 1]; None stays None (keep transparency)."""
     if value is None:
         return None
-    match = _COLOUR.fullmatch(value)
-    if match is None:
-        raise PipelineError(f"background must be a colour like #ffffff, not '{value}'.", code="INVALID_PARAMETER")
-    return np.array([int(part, 16) for part in match.groups()], np.float32) / 255.0
-
-
-def _session(ctx: StepContext, model_id: str) -> Any:
-    if ctx.models is None:
-        raise ModelUnavailable(f"No models are available to this worker: install the {BUNDLE} bundle.",
-                               details={"bundle": BUNDLE})
-    return ctx.models.get(model_id)
+    return np.array([int(value[i:i + 2], 16) for i in (1, 3, 5)], np.float32) / 255.0
 
 
 def limit_size(image: Picture, max_side: int) -> tuple[Picture, list[int] | None]:
@@ -142,4 +137,5 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return from_unit_float(rgb, np.uint8)
 
 
-STEP = Step(name="remove_background", stage="Removing background...", run=run, bundle=BUNDLE, weight=2.0)
+STEP = Step(name="remove_background", stage="Removing background...", run=run, params=PARAMS, bundle=BUNDLE,
+            weight=2.0)

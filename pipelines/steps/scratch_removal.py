@@ -10,12 +10,19 @@ import numpy as np
 
 from pipelines.base import Picture, Step, StepContext, StepOutcome
 from pipelines.damage_detection import detect_damage
+from pipelines.faces import face_boxes
 from pipelines.inpainting import fill_damage
+from pipelines.params import Param
 from pipelines.scratch_detection import scratch_mask
 
 __all__ = ["STEP", "run", "scratch_mask"]
 STAGE = "Removing scratches..."
 DETECT_SHARE = 0.5  # of the step's progress bar; the fill has the rest, one report per crop
+PARAMS = (
+    Param("detect", "boolean", True, "Find the damage (off: repair only the caller's mask)."),
+    Param("protectFaces", "boolean", False, "Leave detected faces untouched (enhance's restore mode)."),
+    Param("protect_boxes", "boxes", (), "Pixel boxes [x0, y0, x1, y1] left untouched."),
+)
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
@@ -24,14 +31,14 @@ def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutc
     repaired, method = fill_damage(image.rgb, mask, image.bit_depth, _share_of(ctx, DETECT_SHARE, 1.0))
     coverage = round(100.0 * np.count_nonzero(mask) / mask.size, 2)
     measurements: dict[str, Any] = {"scratchCoverage": coverage, "inpainting": method}
-    if params.get("protectFaces"):
+    if params["protectFaces"]:
         measurements["protectedFaces"] = [list(box) for box in protect]
     return StepOutcome(image=image.with_rgb(repaired), measurements=measurements, damage_mask=mask)
 
 
 def _damage_mask(image: Picture, protect: Sequence[Sequence[float]], params: Mapping[str, Any],
                  ctx: StepContext) -> np.ndarray:
-    if params.get("detect", True):
+    if params["detect"]:
         mask = detect_damage(image.rgb, protect, _share_of(ctx, 0.0, DETECT_SHARE))
     else:
         mask = np.zeros((image.height, image.width), bool)
@@ -49,13 +56,10 @@ def _share_of(ctx: StepContext, start: float, stop: float) -> StepContext:
 def _protected_boxes(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> list:
     """Explicit boxes, plus detected faces when asked to leave faces untouched (enhance's restore
     mode, seed 000): RetinaFace when the photo-restoration bundle is installed, else Haar."""
-    boxes = list(params.get("protect_boxes") or ())
-    if params.get("protectFaces"):
-        from pipelines.faces import face_boxes
-        from pipelines.steps.face_enhancement import detect_boxes
-
-        boxes += face_boxes(image.rgb, ctx, retina=detect_boxes)
+    boxes = list(params["protect_boxes"])
+    if params["protectFaces"]:
+        boxes += face_boxes(image.rgb, ctx)
     return boxes
 
 
-STEP = Step(name="scratch_removal", stage=STAGE, run=run, weight=2.0)
+STEP = Step(name="scratch_removal", stage=STAGE, run=run, params=PARAMS, weight=2.0)

@@ -1,4 +1,4 @@
-"""upscale: Real-ESRGAN super-resolution, tiled, on CPU or GPU, to any factor in (0, 4].
+"""upscale: Real-ESRGAN super-resolution, tiled, on CPU or GPU, to any factor from 0.25 to 4.
 
 The network runs at its native scale (4, or 2 for x2plus) through :mod:`pipelines.tiling`; its
 output is then resized to ``outscale`` like RealESRGANer does (scale 1 still enhances). Alpha does
@@ -17,54 +17,33 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from pipelines.base import Picture, PipelineError, Step, StepContext, StepOutcome, scaled_size
+from pipelines.base import Picture, Step, StepContext, StepOutcome, scaled_size
+from pipelines.params import Param
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("restora.upscale")
 
+BUNDLE = "upscale"
 GENERAL, GENERAL_WDN = "realesr-general-x4v3", "realesr-general-wdn-x4v3"
 NATIVE_SCALE = {"realesrgan-x4plus": 4, "realesrgan-x2plus": 2, GENERAL: 4}
 # RRDBNet x2 pixel-unshuffles its input by 2: windows need even sides.
 INPUT_MULTIPLE = {"realesrgan-x2plus": 2}
 DEFAULT_MODEL = "realesrgan-x4plus"
-# 256 px including context runs 20-35% faster on CPU than 256 + context (STACK.md).
+# 256 px including context runs 20-35% faster on CPU than 256 + context (measured; docs/NOTES.md).
 CPU_TILE, CUDA_TILE, MIN_CUDA_TILE = 256, 512, 128
 MIN_TILE = 32
 
 
-@dataclass(frozen=True)
-class UpscaleRequest:
-    model: str
-    outscale: float
-    tile: int | None
-    denoise_strength: float
-    keep_monochrome: bool
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "UpscaleRequest":
-        request = cls(model=str(params.get("model") or DEFAULT_MODEL),
-                      outscale=float(4.0 if params.get("outscale") is None else params["outscale"]),
-                      tile=None if params.get("tileSize") is None else int(params["tileSize"]),
-                      denoise_strength=float(50 if params.get("denoiseStrength") is None
-                                             else params["denoiseStrength"]),
-                      keep_monochrome=bool(params.get("keepMonochrome", False)))
-        request.validate()
-        return request
-
-    def validate(self) -> None:
-        problems = []
-        if self.model not in NATIVE_SCALE:
-            problems.append(f"model must be one of {', '.join(NATIVE_SCALE)}")
-        if not 0 < self.outscale <= 4:
-            problems.append("outscale must be in (0, 4]")
-        if self.tile is not None and self.tile < MIN_TILE:
-            problems.append(f"tileSize must be at least {MIN_TILE}")
-        if not 0 <= self.denoise_strength <= 100:
-            problems.append("denoiseStrength must be in [0, 100]")
-        if problems:
-            raise PipelineError("; ".join(problems), code="INVALID_PARAMETERS")
+MODEL = Param("model", "string", DEFAULT_MODEL, "Real-ESRGAN model.", choices=tuple(NATIVE_SCALE))
+OUTSCALE = Param("outscale", "number", 4.0, "Any factor up to 4.", 0.25, 4)
+TILE_SIZE = Param("tileSize", "integer", None, "Tile size in pixels, context included (default: 256 on CPU).",
+                  MIN_TILE, 2048)
+DENOISE_STRENGTH = Param("denoiseStrength", "number", 50, "realesr-general-x4v3 only: 0 keeps grain (its -wdn "
+                         "twin), 100 removes it.", 0, 100)
+KEEP_MONOCHROME = Param("keepMonochrome", "boolean", False, "Keep a monochrome photo's own tint.")
+PARAMS = (MODEL, OUTSCALE, TILE_SIZE, DENOISE_STRENGTH, KEEP_MONOCHROME)
 
 
 @dataclass(frozen=True)
@@ -74,62 +53,55 @@ class Attempt:
 
 
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
-    request = UpscaleRequest.from_params(params)
-    _use_worker_threads(ctx.threads)
-    model_key, model = _network(request, ctx)
-    work = _Work(model_key, model, image.rgb, NATIVE_SCALE[request.model], INPUT_MULTIPLE.get(request.model, 1))
-    enhanced, report = _enhance_with_fallback(work, request.tile, ctx)
-    width, height = scaled_size(image.width, image.height, request.outscale)
+    model_id = params["model"]
+    network = _network(model_id, params["denoiseStrength"], ctx)
+    work = _Work(network, image.rgb, NATIVE_SCALE[model_id], INPUT_MULTIPLE.get(model_id, 1))
+    enhanced, report = _enhance_with_fallback(work, params["tileSize"], ctx)
+    width, height = scaled_size(image.width, image.height, params["outscale"])
     size = (height, width)  # _resize takes (height, width)
     rgb = _resize(enhanced, size)
-    if request.keep_monochrome:
+    if params["keepMonochrome"]:
         rgb = _keep_monochrome(image.rgb, rgb)
     alpha = None if image.alpha is None else _resize(image.alpha, size)
-    measurements = {"model": request.model, "outscale": request.outscale, **report}
+    measurements = {"model": model_id, "outscale": params["outscale"], **report}
     return StepOutcome(replace(image, rgb=rgb, alpha=alpha), measurements={"upscale": measurements})
 
 
-_threads_configured = threading.Event()
+def _network(model_id: str, denoise_strength: float, ctx: StepContext) -> "torch.nn.Module":
+    """The network to run: the model itself, or for the general model its blend with the -wdn twin."""
+    if model_id != GENERAL or denoise_strength == 100:
+        return ctx.model(model_id, BUNDLE)
+    if denoise_strength == 0:  # the blend would be 0 x general + 1 x wdn: the wdn twin itself
+        return ctx.model(GENERAL_WDN, BUNDLE)
+    general, wdn = ctx.model(GENERAL, BUNDLE), ctx.model(GENERAL_WDN, BUNDLE)
+    return blended_network(general, wdn, denoise_strength / 100)
 
 
-def _use_worker_threads(threads: int) -> None:
-    """torch's intra-op pool, sized once per process to the cores this worker was given."""
-    if not _threads_configured.is_set():
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
-        _threads_configured.set()
-
-
-def _network(request: UpscaleRequest, ctx: StepContext) -> tuple[str, "torch.nn.Module"]:
-    """The network to run and the key its precision decision is cached under."""
-    if ctx.models is None:
-        raise PipelineError("upscale needs a model provider", code="NO_MODEL_PROVIDER")
-    if request.model != GENERAL or request.denoise_strength == 100:
-        return request.model, ctx.models.get(request.model)
-    if request.denoise_strength == 0:  # the blend would be 0 x general + 1 x wdn: the wdn twin itself
-        return GENERAL_WDN, ctx.models.get(GENERAL_WDN)
-    general, wdn = ctx.models.get(GENERAL), ctx.models.get(GENERAL_WDN)
-    strength = request.denoise_strength / 100
-    return f"{GENERAL}@dni{strength:g}", blended_network(general, wdn, strength)
-
-
-_blends: dict[float, tuple[Any, Any, Any]] = {}
 _blends_lock = threading.Lock()
 MAX_CACHED_BLENDS = 4
 
 
 def blended_network(general: "torch.nn.Module", wdn: "torch.nn.Module", strength: float) -> "torch.nn.Module":
-    """The general/wdn blend for ``strength``, built once per strength and kept (a few at most)."""
+    """The general/wdn blend for ``strength``, built once per strength (a few at most) and kept on
+    the provider's wdn network, so it lives exactly as long as the loaded model. (On wdn, not on
+    general: the blend is a deep copy of general, and would copy the kept blends along.)"""
     with _blends_lock:
-        cached = _blends.get(strength)
-        if cached is not None and cached[0] is general and cached[1] is wdn:
-            return cached[2]
-        if len(_blends) >= MAX_CACHED_BLENDS:
-            _blends.pop(next(iter(_blends)))  # the oldest
+        blends = wdn.__dict__.setdefault("_restora_blends", {})
+        cached = blends.get(strength)
+        if cached is not None and cached[0] is general:
+            return cached[1]
+        if len(blends) >= MAX_CACHED_BLENDS:
+            blends.pop(next(iter(blends)))  # the oldest
         network = interpolate_weights(general, wdn, strength)
-        _blends[strength] = (general, wdn, network)
+        network.precision = _blend_precision(general, wdn)
+        blends[strength] = (general, network)
         return network
+
+
+def _blend_precision(general: "torch.nn.Module", wdn: "torch.nn.Module") -> Any:
+    """The two networks' precision where their loaders agreed on it; else none (the device's fp32)."""
+    decided = getattr(general, "precision", None)
+    return decided if decided == getattr(wdn, "precision", None) else None
 
 
 def interpolate_weights(first: "torch.nn.Module", second: "torch.nn.Module", weight: float) -> "torch.nn.Module":
@@ -160,9 +132,8 @@ def attempts_for(device: str, tile: int | None) -> list[Attempt]:
 
 @dataclass(frozen=True)
 class _Work:
-    """What every attempt runs: the network (and its precision cache key) over the RGB pixels."""
+    """What every attempt runs: the network over the RGB pixels."""
 
-    model_key: str
     model: "torch.nn.Module"
     rgb: np.ndarray
     scale: int
@@ -191,10 +162,10 @@ def _enhance_with_fallback(work: _Work, tile: int | None, ctx: StepContext) -> t
 
 def _enhance(work: _Work, attempt: Attempt, on_tile: Callable[[int, int], None],
              check_cancelled: Callable[[], None]) -> tuple[np.ndarray, dict[str, Any]]:
-    from pipelines.precision import choose_precision, window_runner
+    from pipelines.precision import precision_of, window_runner
     from pipelines.tiling import count_tiles, run_tiled
 
-    precision = choose_precision(work.model_key, work.model, attempt.device)
+    precision = precision_of(work.model, attempt.device)  # the loader's, or fp32 on a CPU fallback
     overlap = overlap_for(attempt.tile)
     result = run_tiled(work.rgb, window_runner(work.model, precision), scale=work.scale, tile=attempt.tile,
                        overlap=overlap, mod=work.input_multiple, on_tile=on_tile, check_cancelled=check_cancelled)
@@ -279,4 +250,4 @@ def _keep_monochrome(source: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
 
 
-STEP = Step(name="upscale", stage="Enhancing...", run=run, bundle="upscale", weight=6.0)
+STEP = Step(name="upscale", stage="Enhancing...", run=run, params=PARAMS, bundle=BUNDLE, weight=6.0)

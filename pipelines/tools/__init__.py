@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from pipelines.base import scaled_size
 from pipelines.params import Param, ValidParams, schema
 from pipelines.registry import Registry
 
@@ -37,6 +38,11 @@ class StepCall:
 
 def same_size(params: ValidParams, info: InputInfo) -> tuple[int, int]:
     return info.width, info.height
+
+
+def scaled(info: InputInfo, factor: float) -> tuple[int, int]:
+    """The input's size times ``factor``, rounded as the steps round it (:func:`scaled_size`)."""
+    return scaled_size(info.width, info.height, factor)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,12 @@
 """colorize: DDColor colorization of greyscale and toned (sepia, cyanotype) photos."""
 from __future__ import annotations
 
-from pipelines.params import Param, ValidParams
+from pipelines.params import ValidParams
+from pipelines.steps.colorize import STRENGTH
 from pipelines.tools import InputInfo, StepCall, Tool
 from pipelines.tools.common import COLOR_MODELS, OUTPUT_PARAMS
 
-PARAMS = (
-    Param("strength", "number", 85, "Colour intensity: 0 leaves the photo grey, 100 applies the model's full colour.",
-          0, 100),
-) + OUTPUT_PARAMS
+PARAMS = (STRENGTH,) + OUTPUT_PARAMS
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:

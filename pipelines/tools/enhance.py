@@ -2,10 +2,13 @@
 return a background-removed second result."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipelines.params import Param, ValidParams
-from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.steps import face_enhancement, remove_background
+from pipelines.tools import InputInfo, StepCall, Tool, scaled
 from pipelines.tools.common import FACE_MODELS, OUTPUT_PARAMS
-from pipelines.tools.upscale import MODEL_PARAMS, model_ids, scaled
+from pipelines.tools.upscale import MODEL_PARAMS, model_ids
 
 PARAMS = (
     Param("mode", "string", "enhance", "enhance: clean photos; restore: also repair scratches, tears and "
@@ -16,9 +19,9 @@ PARAMS = (
     Param("type", "string", "clean", "face: also restore faces (needs the photo-restoration bundle).",
           choices=("clean", "face")),
     *MODEL_PARAMS,
-    Param("fidelity", "number", 0.7, "With type=face: higher keeps more of the original face.", 0, 1),
+    replace(face_enhancement.FIDELITY, description="With type=face: higher keeps more of the original face."),
     Param("remove_bg", "boolean", False, "Also return a background-removed PNG (a second result)."),
-    Param("remove_bg_quality", "string", "medium", "Background removal quality.", choices=("low", "medium", "high")),
+    replace(remove_background.QUALITY, name="remove_bg_quality", description="Background removal quality."),
 ) + OUTPUT_PARAMS
 
 

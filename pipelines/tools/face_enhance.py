@@ -1,16 +1,12 @@
 """face-enhance: GFPGAN face restoration with fidelity control."""
 from __future__ import annotations
 
-from pipelines.params import Param, ValidParams
-from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.params import ValidParams
+from pipelines.steps.face_enhancement import PARAMS as STEP_PARAMS
+from pipelines.tools import InputInfo, StepCall, Tool, scaled
 from pipelines.tools.common import FACE_MODELS, OUTPUT_PARAMS
-from pipelines.tools.upscale import scaled
 
-PARAMS = (
-    Param("fidelity", "number", 0.7, "Higher keeps more of the original face; lower restores more strongly.", 0, 1),
-    Param("onlyCenterFace", "boolean", False, "Restore only the face nearest the centre."),
-    Param("upscale", "integer", 1, "Upscale the whole photo by this factor.", choices=(1, 2)),
-) + OUTPUT_PARAMS
+PARAMS = STEP_PARAMS + OUTPUT_PARAMS
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:

@@ -1,28 +1,20 @@
 """remove-bg (seed 003): transparent PNG cutouts or masks at three quality levels."""
 from __future__ import annotations
 
-from pipelines.params import Param, ValidParams
-from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.params import ValidParams
+from pipelines.steps import remove_background as step
+from pipelines.tools import InputInfo, StepCall, Tool, scaled
 from pipelines.tools.common import OUTPUT_FORMAT_PARAM
-from pipelines.tools.upscale import scaled
-
-# Seed 003: larger inputs are resized down proportionally before processing.
-MAX_INPUT_SIDE = {"low": 2048, "medium": 2048, "high": 4096}
 
 PARAMS = (
-    Param("quality", "string", "medium", "low: u2netp; medium: isnet-general-use; high: BiRefNet (fine edges).",
-          choices=("low", "medium", "high")),
-    Param("returnMask", "boolean", False, "Return a greyscale mask (white = foreground) instead of the cutout."),
-    Param("alphaMatting", "boolean", False, "Refine fine edges (hair, fur) with alpha matting."),
-    Param("background", "string", None, "Composite onto this colour (#rrggbb) instead of transparency.",
-          pattern="#[0-9a-fA-F]{6}"),
+    step.QUALITY, step.RETURN_MASK, step.ALPHA_MATTING, step.BACKGROUND,
     # Seed 003's `quality` names the model level, so the output-quality parameter is left out here.
     OUTPUT_FORMAT_PARAM,
 )
 
 
 def resize_factor(params: ValidParams, info: InputInfo) -> float:
-    return min(1.0, MAX_INPUT_SIDE[params["quality"]] / info.long_side)
+    return min(1.0, step.MAX_INPUT_SIDE[params["quality"]] / info.long_side)
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:

@@ -1,18 +1,21 @@
 """restore-photo (seed 001): scratch repair, face enhancement, denoise, optional colorization."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipelines.params import Param, ValidParams
+from pipelines.steps import colorize, denoise, face_enhancement
 from pipelines.tools import InputInfo, StepCall, Tool
 from pipelines.tools.common import COLOR_MODELS, FACE_MODELS, OUTPUT_PARAMS
 
 PARAMS = (
     Param("scratchRemoval", "boolean", True, "Remove scratches, cracks and fold lines."),
     Param("faceEnhancement", "boolean", True, "Enhance faces (needs the photo-restoration bundle)."),
-    Param("fidelity", "number", 0.7, "Face fidelity: higher keeps more of the original face.", 0, 1),
+    replace(face_enhancement.FIDELITY, description="Face fidelity: higher keeps more of the original face."),
     Param("denoise", "boolean", True, "Reduce noise and grain when the photo has any."),
-    Param("denoiseStrength", "number", 25, "Denoising strength.", 0, 100),
+    replace(denoise.STRENGTH, name="denoiseStrength"),
     Param("colorize", "boolean", False, "Colorize a black-and-white or toned photo (needs the colorization bundle)."),
-    Param("colorizeStrength", "number", 85, "Colour intensity.", 0, 100),
+    replace(colorize.STRENGTH, name="colorizeStrength", description="Colour intensity."),
 ) + OUTPUT_PARAMS
 
 

@@ -1,24 +1,22 @@
 """upscale: Real-ESRGAN super-resolution by 2, 4 or any factor up to 4."""
 from __future__ import annotations
 
-from pipelines.base import scaled_size
+from dataclasses import replace
+
 from pipelines.params import Param, ParamError, ValidParams
-from pipelines.tools import InputInfo, StepCall, Tool
+from pipelines.steps import upscale as step
+from pipelines.tools import InputInfo, StepCall, Tool, scaled
 from pipelines.tools.common import OUTPUT_PARAMS
 
-MODELS = ("realesrgan-x4plus", "realesrgan-x2plus", "realesr-general-x4v3")
-
-MODEL_PARAMS = (
-    Param("model", "string", "realesrgan-x4plus", "Real-ESRGAN model.", choices=MODELS),
-    Param("denoiseStrength", "number", 50, "realesr-general-x4v3 only: 0 keeps grain (its -wdn twin), "
-          "100 removes it.", 0, 100),
-)
+MODELS = step.MODEL.choices
+MODEL_PARAMS = (step.MODEL, step.DENOISE_STRENGTH)
+MIN_API_TILE = 64  # smaller tiles only cost time; the step takes down to its MIN_TILE for tiny inputs
 
 PARAMS = (
     Param("scale", "integer", 4, "Upscale factor.", choices=(2, 4)),
-    Param("outscale", "number", None, "Any factor up to 4 (overrides scale).", 0.25, 4),
+    replace(step.OUTSCALE, default=None, description="Any factor up to 4 (overrides scale)."),
     *MODEL_PARAMS,
-    Param("tileSize", "integer", None, "Tile size in pixels, context included (default: 256 on CPU).", 64, 2048),
+    replace(step.TILE_SIZE, minimum=MIN_API_TILE),
 ) + OUTPUT_PARAMS
 
 
@@ -31,10 +29,6 @@ def outscale(params: ValidParams) -> float:
     if params["outscale"] is not None and "scale" in params.explicit and params["outscale"] != params["scale"]:
         raise ParamError([{"field": "outscale", "message": "give either scale or outscale, not both"}])
     return float(params["outscale"] if params["outscale"] is not None else params["scale"])
-
-
-def scaled(info: InputInfo, factor: float) -> tuple[int, int]:
-    return scaled_size(info.width, info.height, factor)
 
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:

@@ -8,7 +8,9 @@ from server.bundles.verify import digests
 
 
 class NotInstalled(LookupError):
-    pass
+    def __init__(self, bundle: str):
+        super().__init__(f"The {bundle} bundle is not installed.")
+        self.bundle = bundle
 
 
 def remove_bundle(catalog: BundleCatalog, name: str) -> list[str]:
@@ -32,7 +34,7 @@ def remove_bundle(catalog: BundleCatalog, name: str) -> list[str]:
 def _installed_record(catalog: BundleCatalog, name: str) -> dict[str, Any]:
     record = catalog.store.read_record(name)
     if record is None:
-        raise NotInstalled(f"The {name} bundle is not installed.")
+        raise NotInstalled(name)
     return record
 
 

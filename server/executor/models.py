@@ -1,4 +1,9 @@
-"""The worker's model provider: installed bundles → loaded models, each loaded once and kept warm."""
+"""The worker's model provider: installed bundles → loaded models, each loaded once and kept warm.
+
+Models that no bundle lists but the package ships (the damage detector) come from the packaged
+loaders. The provider also sizes torch's thread pool to the worker's share of the cores before
+its first load: every torch network a step runs comes through here.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,17 +12,19 @@ import time
 from typing import Any
 
 from pipelines.base import ModelUnavailable
-from pipelines.models.loaders import build_loader_registry
+from pipelines.models.loaders import PACKAGED, PackagedModels, build_loader_registry, use_torch_threads
 from server.bundles.catalog import BundleCatalog, install_command
 
 log = logging.getLogger("restora.models")
 
 
 class InstalledModels:
-    def __init__(self, catalog: BundleCatalog, device: str):
+    def __init__(self, catalog: BundleCatalog, device: str, threads: int | None = None):
         self.catalog = catalog
         self.device = device
+        self.threads = threads
         self.loaders = build_loader_registry()
+        self.packaged = PackagedModels(device, threads)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -30,10 +37,13 @@ class InstalledModels:
     def _load(self, model_id: str) -> Any:
         bundles = [m for m in self.catalog.manifests.items() if any(s.id == model_id for s in m[1].models)]
         if not bundles:
+            if model_id in PACKAGED:
+                return self.packaged.get(model_id)
             raise ModelUnavailable(f"No bundle provides the model '{model_id}'.", code="UNKNOWN_MODEL")
         for name, manifest in bundles:
             path = self.catalog.store.model_file(manifest, model_id)
             if path is not None:
+                use_torch_threads(self.threads)
                 started = time.perf_counter()
                 model = self.loaders.get(manifest.model(model_id).loader)(path, self.device)
                 log.info("loaded %s from %s in %.1fs", model_id, name, time.perf_counter() - started)

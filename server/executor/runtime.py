@@ -9,6 +9,8 @@ def configure_runtime(config: dict[str, Any]) -> str:
 
     The thread environment (OMP_NUM_THREADS and the like) is not set here: numpy and OpenCV are
     loaded before this runs, so the pool puts it in the worker's environment when it starts it.
+    torch's pool is sized by the worker's model provider before its first load (importing torch
+    here would slow every worker's start, and only models use it).
     """
     threads = int(config["threads"])
     import cv2

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from pipelines.base import Cancelled, PipelineError
+from pipelines.base import Cancelled, InvalidStepParams, PipelineError
 from pipelines.imaging.isolated import decode_isolated
 from pipelines.runner import RunRequest, run_tool_job
 from pipelines.steps import build_step_registry
@@ -62,7 +62,7 @@ class Worker:
         self.device = configure_runtime(self.config)
         catalog = BundleCatalog.open(Path(self.config["modelsDir"]),
                                      Path(self.config["manifestsDir"]) if self.config.get("manifestsDir") else None)
-        self.models = InstalledModels(catalog, self.device)
+        self.models = InstalledModels(catalog, self.device, int(self.config["threads"]))
         if "background-removal" in catalog.installed_names():
             # Importing rembg takes seconds even with its kernels compiled: not on a job's clock.
             threading.Thread(target=_warm_rembg, name="warm-rembg", daemon=True).start()
@@ -96,13 +96,14 @@ class Worker:
         try:
             request = RunRequest.from_message(job)
             result = run_tool_job(
-                request, self.steps, report=reporter, is_cancelled=is_cancelled,
-                device=self.device, models=self.models, threads=int(self.config["threads"]),
-                decode=self._isolated_decoder(request.output_dir, is_cancelled))
+                request, self.steps, report=reporter, is_cancelled=is_cancelled, device=self.device,
+                models=self.models, decode=self._isolated_decoder(request.output_dir, is_cancelled))
             self.channel.send("done", jobId=job_id, result=result)
         except Cancelled:
             self.channel.send("interrupted" if self.stopping.is_set() else "cancelled", jobId=job_id)
         except PipelineError as exc:
+            if isinstance(exc, InvalidStepParams):  # a tool planned a call its step refuses: a bug
+                log.error("job %s: %s %s", job_id, exc.message, exc.details)
             self.channel.send("failed", jobId=job_id, code=exc.code, message=exc.message, details=exc.details)
         except MemoryError:
             self.channel.send("failed", jobId=job_id, code="OUT_OF_MEMORY",

@@ -8,19 +8,18 @@ import uuid
 
 from aiohttp import web
 
-from pipelines.registry import UnknownName
 from server.bundles.catalog import BundleCatalog
 from server.bundles.installer import INSTALL_FAILURES, Installer, Progress
-from server.bundles.maintenance import NotInstalled, remove_bundle
+from server.bundles.maintenance import remove_bundle
 from server.bundles.manifest import Manifest
 from server.bundles.progressbar import Speedometer, describe
-from server.bundles.store import INSTALLING, InstallInProgress
-from server.errors import Conflict, NotFound
+from server.bundles.store import INSTALLING
+from server.errors import Conflict
 from server.executor.base import EventKind, ExecutorEvent
-from server.jobs import Job
-from server.routes.tools import refuse_when_draining
+from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.state import BUNDLES, INSTALLS, MANAGER
+from server.submissions import SUBMISSIONS
 
 log = logging.getLogger("restora.bundles")
 routes = web.RouteTableDef()
@@ -28,10 +27,7 @@ _FAILURES = INSTALL_FAILURES + (OSError,)
 
 
 def _manifest(request: web.Request) -> Manifest:
-    try:
-        return request.app[BUNDLES].get(request.match_info["name"])
-    except UnknownName as exc:
-        raise NotFound(str(exc), code="UNKNOWN_BUNDLE", known=exc.known) from None
+    return request.app[BUNDLES].get(request.match_info["name"])  # unknown: 404 UNKNOWN_BUNDLE
 
 
 @routes.get("/api/v1/bundles")
@@ -47,11 +43,11 @@ async def get_bundle(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bundles/{name}/install")
 async def install_bundle(request: web.Request) -> web.Response:
     manifest = _manifest(request)
-    refuse_when_draining(request.app)
+    request.app[SUBMISSIONS].refuse_when_draining()
     installs: dict[str, asyncio.Task] = request.app[INSTALLS]
     if manifest.name in installs or request.app[BUNDLES].state(manifest.name).status == INSTALLING:
         raise Conflict(f"An install of {manifest.name} is already running.", code="INSTALL_RUNNING")
-    job = Job(id=str(uuid.uuid4()), kind="bundle-install", tool=manifest.name, params={},
+    job = Job(id=str(uuid.uuid4()), kind=JobKind.BUNDLE_INSTALL, tool="", bundle=manifest.name, params={},
               stage=f"Installing {manifest.name}")
     request.app[MANAGER].create(job, in_process=True)
     task = asyncio.create_task(_run_install(request.app[BUNDLES], request.app[MANAGER], manifest, job.id))
@@ -68,12 +64,8 @@ async def delete_bundle(request: web.Request) -> web.Response:
     if manifest.name in request.app[INSTALLS]:
         raise Conflict(f"An install of {manifest.name} is running; remove it when it has finished.",
                        code="INSTALL_RUNNING")
-    try:
-        removed = await asyncio.to_thread(remove_bundle, request.app[BUNDLES], manifest.name)
-    except NotInstalled as exc:
-        raise NotFound(str(exc), code="BUNDLE_NOT_INSTALLED", bundle=manifest.name) from None
-    except InstallInProgress as exc:
-        raise Conflict(str(exc), code="INSTALL_RUNNING") from None
+    # Not installed: 404 BUNDLE_NOT_INSTALLED; being installed elsewhere: 409 INSTALL_RUNNING.
+    removed = await asyncio.to_thread(remove_bundle, request.app[BUNDLES], manifest.name)
     return web.json_response({**request.app[BUNDLES].describe(manifest.name), "removedFiles": removed})
 
 

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from pipelines.imaging.sniff import ImageHeader
 from server.compat import read_documented, read_file_bytes, result_url, start_job, wait_for_end
-from server.errors import ApiError, InvalidParams, PayloadTooLarge, UnsupportedMediaType
+from server.errors import InvalidParams, PayloadTooLarge, UnsupportedMediaType, as_api_error
 from server.jobs import Job, JobStatus
-from server.routes.jobs import content_type, job_or_404
+from server.job_lookup import content_type, job_or_404
 from server.state import SETTINGS
 
 routes = web.RouteTableDef()
@@ -33,9 +33,11 @@ def _enveloped(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ApiError as exc:
-            body = {"status": exc.status, "message": exc.message, "error": exc.payload()["error"]}
-            return web.json_response(body, status=exc.status, headers=exc.headers)
+        except Exception as exc:
+            if (error := as_api_error(exc)) is None:
+                raise  # a bug: the error middleware logs it and answers 500
+            body = {"status": error.status, "message": error.message, "error": error.payload()["error"]}
+            return web.json_response(body, status=error.status, headers=error.headers)
     return wrapper
 
 

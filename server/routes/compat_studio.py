@@ -5,8 +5,8 @@ from aiohttp import web
 
 from server.compat import read_documented, remaining_ttl, result_url, start_job
 from server.errors import NotFound
-from server.jobs import Job, JobStatus
-from server.routes.jobs import job_or_404
+from server.jobs import Job, JobKind, JobStatus
+from server.job_lookup import job_or_404
 from server.views import iso
 
 routes = web.RouteTableDef()
@@ -43,7 +43,7 @@ async def status(request: web.Request) -> web.Response:
         job = job_or_404(request)
     except NotFound:
         raise NotFound(f"No task with id '{request.match_info['id']}'.", code="TASK_NOT_FOUND") from None
-    if job.kind != "tool":
+    if job.kind != JobKind.TOOL:
         raise NotFound(f"No task with id '{job.id}'.", code="TASK_NOT_FOUND")
     body = {"status": _STATUS[job.status], "progress": 100 if job.status == JobStatus.COMPLETE else int(job.percent),
             "failure_reason": (job.error or {}).get("message"), "results": _results(request, job)}

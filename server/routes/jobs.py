@@ -2,34 +2,19 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from server.errors import ApiError, Conflict, Gone, NotFound
+from server.job_lookup import content_type, job_or_404
 from server.events import EventHub, JobEvent
-from server.jobs import Job, JobStatus
+from server.jobs import JobStatus
 from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS, SIGNER
 from server.views import snapshot
 
 routes = web.RouteTableDef()
-_CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif",
-                  "tif": "image/tiff"}  # explicit: the platform's mimetypes table may lack webp/avif
-_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def content_type(filename: str) -> str:
-    return _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
-
-
-def job_or_404(request: web.Request) -> Job:
-    job_id = request.match_info["id"]
-    job = request.app[MANAGER].get(job_id) if _JOB_ID.match(job_id) else None
-    if job is None:
-        raise NotFound(f"No job with id '{job_id}'.", code="JOB_NOT_FOUND")
-    return job
 
 
 @routes.get("/api/v1/jobs/{id}")
