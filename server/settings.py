@@ -55,6 +55,9 @@ class Settings:
     webhook_backoff_s: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
     webhook_timeout_s: float = 10.0  # one attempt, connect to answer
     max_batch_items: int = 100  # images in one batch request
+    # redis://HOST:PORT/DB: jobs go to worker hosts through BullMQ (server/executor/broker.py).
+    broker: str | None = None
+    broker_poll_s: float = 2.0  # how often the API checks Redis, the worker registry, stalled jobs
 
     @property
     def on_loopback(self) -> bool:
@@ -93,6 +96,8 @@ class Settings:
             raise ValueError("device must be auto, cpu or cuda:N")
         if self.auth not in ("auto", "on", "off"):
             raise ValueError("auth must be auto, on or off")
+        if self.broker is not None and not self.broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("broker must be a redis://, rediss:// or unix:// URL")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if any(wait < 0 for wait in self.webhook_backoff_s) or self.max_batch_items < 1:

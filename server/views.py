@@ -77,6 +77,7 @@ def snapshot(job: Job, queue_position: int | None, webhook: dict[str, Any] | Non
         "percent": int(job.percent),
         "queuePosition": queue_position,
         "attempts": job.attempts,
+        "worker": job.meta.get("worker"),  # the worker host of the latest attempt, with a broker
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
