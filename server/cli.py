@@ -45,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     from server.keys_cli import add_key_commands
     from server.run_cli import add_run_command
     from server.webhooks_cli import add_webhook_commands
-
     from server.worker_cli import add_worker_command
 
     add_bundle_commands(sub, common)

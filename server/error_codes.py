@@ -65,6 +65,12 @@ ERROR_CODES: dict[str, str] = {
     "SHUTTING_DOWN": "The server is shutting down; see Retry-After.",
     "BUNDLE_BROKEN": "The bundle's files fail verification; reinstall it.",
     "SERVICE_UNAVAILABLE": "The service is not available right now.",
+    "BROKER_UNAVAILABLE": "Redis (the broker for worker hosts) cannot be reached; see Retry-After.",
+    # Internal worker routes (/internal/v1, worker hosts only): 409
+    "STALE_ATTEMPT": "The worker's attempt is not the job's current one.",
+    "NOT_RUNNABLE": "The job is not waiting to run (cancelled or ended).",
+    "NO_MASK": "The job has no mask to fetch.",
+    "MISSING_UPLOAD": "A result file the worker reported was not uploaded.",
     # Jobs (a failed job's `error.code`)
     "CANCELLED": "The job was cancelled (job).",
     "INTERRUPTED": "The job or install was interrupted (job).",
