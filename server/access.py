@@ -10,7 +10,8 @@ from server.state import KEYS
 
 # The contract and its page are public: they describe the API, never its data.
 _PUBLIC = ("/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs")
-_PUBLIC_PREFIXES = ("/static/", "/api/v1/docs/assets/")
+# /internal/ is for worker hosts, which present the worker token instead (server/routes/internal.py).
+_PUBLIC_PREFIXES = ("/static/", "/api/v1/docs/assets/", "/internal/")
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 

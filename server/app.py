@@ -20,21 +20,27 @@ from server.events import EventHub
 from server.executor.base import Executor
 from server.executor.pool import ProcessPool
 from server.http_logs import install_http_log_filters
+from server.integrations import add_integrations
 from server.jobs import Job, JobKind
 from server.manager import JobManager
 from server.ratelimit import SlidingWindow
-from server.routes import bundles, compat_picwish, compat_restore, compat_studio, docs, jobs, system, tools
+from server.routes import (bundles, compat_picwish, compat_restore, compat_studio, docs, internal, jobs, system,
+                           tools)
 from server.routes.bundles import cancel_installs
 from server.routes.web import add_web_routes
 from server.settings import Settings
 from server.signing import UrlSigner
 from server.lifecycle import Lifecycle
+from server.worker_token import ensure_worker_token
 from server.state import (BUNDLES, EXECUTOR, HUB, INSTALLS, KEYS, LIFECYCLE, LIMITS, MANAGER, PROBES, QUEUE_PLACES,
                           SETTINGS, SIGNER, STEPS, STORE, TOOLS)
 from server.submissions import SUBMISSIONS, SubmissionService
 from server.views import public_result
+from server.webhooks import WEBHOOKS
 
 log = logging.getLogger("restora")
+# With --broker and --workers N: the worker host in this process, and the task that runs it.
+LOCAL_HOST = web.AppKey("local_host", tuple)
 
 
 def create_app(settings: Settings, *, executor: Executor | None = None) -> web.Application:
@@ -53,10 +59,13 @@ def create_app(settings: Settings, *, executor: Executor | None = None) -> web.A
     }
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_embedded_defaults)  # before the workers start, so they see them
+    add_integrations(app)  # webhooks and batches: before the job system, which reports to them
     app.cleanup_ctx.append(_job_system(executor))
     app.on_shutdown.append(_begin_drain)
     for module in (tools, jobs, system, bundles, compat_studio, compat_picwish, compat_restore, docs):
         app.add_routes(module.routes)
+    if settings.broker:
+        app.add_routes(internal.routes)
     add_web_routes(app)
     return app
 
@@ -86,22 +95,47 @@ async def _embedded_defaults(app: web.Application) -> AsyncIterator[None]:
 def _job_system(executor: Executor | None):
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        app[EXECUTOR] = executor or ProcessPool(settings, {
-            "modelsDir": str(settings.models_dir),
-            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
-            "decodeTimeout": settings.decode_timeout_s})
+        app[EXECUTOR] = executor or _default_executor(app)
         app[MANAGER] = JobManager(settings, app[STORE], app[HUB], app[EXECUTOR], _result_builder(app))
+        app[MANAGER].on_terminal = app[WEBHOOKS].job_finished
         app[QUEUE_PLACES] = QueuePlaces(settings.max_queue, app[MANAGER].queue_depth)
         app[SUBMISSIONS] = SubmissionService(settings, app[TOOLS], app[STEPS], app[BUNDLES], app[MANAGER],
                                              app[QUEUE_PLACES], app[PROBES], app[LIFECYCLE], app[LIMITS]["submit"])
         await app[EXECUTOR].start()
         await app[MANAGER].start()
+        if settings.broker and settings.workers:
+            _start_local_host(app)
         log.info("data in %s; %d worker(s) on %s", settings.data_dir, settings.workers, settings.device)
         yield
         await _stop_workers(app)
         await app[MANAGER].stop()
 
     return context
+
+
+def _default_executor(app: web.Application) -> Executor:
+    settings = app[SETTINGS]
+    if settings.broker:
+        from server.executor.broker import BrokerExecutor
+
+        app[internal.WORKER_TOKEN] = ensure_worker_token(settings.data_dir)
+        return BrokerExecutor(settings)
+    return ProcessPool(settings, worker_config(settings))
+
+
+def _start_local_host(app: web.Application) -> None:
+    from server.worker_host import local_host
+
+    host = local_host(app[SETTINGS], app[internal.WORKER_TOKEN])
+    app[EXECUTOR].local_hosts.append(host)
+    app[LOCAL_HOST] = (host, asyncio.create_task(host.serve(), name="local-worker-host"))
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """What each spawned worker process is told: where models are, how long a decode may take."""
+    return {"modelsDir": str(settings.models_dir),
+            "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
+            "decodeTimeout": settings.decode_timeout_s}
 
 
 def _result_builder(app: web.Application):
@@ -134,6 +168,10 @@ async def _stop_workers(app: web.Application) -> None:
     if lifecycle.workers_stopped:
         return
     lifecycle.workers_stopped = True
+    if LOCAL_HOST in app:  # its running jobs go back to the broker's queue first
+        host, task = app[LOCAL_HOST]
+        host.stop()
+        await task
     await app[EXECUTOR].stop(app[SETTINGS].shutdown_grace_s)
     await app[MANAGER].drain()  # INTERRUPTED jobs go back to queued
 

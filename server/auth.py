@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 PREFIX = "rst_"
 # The GET routes a browser reaches without headers: EventSource and <img>/<a href> downloads.
-QUERY_KEY_ROUTES = frozenset({"/api/v1/jobs/{id}/progress", "/api/v1/download/{id}/{filename}"})
+QUERY_KEY_ROUTES = frozenset({"/api/v1/jobs/{id}/progress", "/api/v1/download/{id}/{filename}",
+                              "/api/v1/batches/{id}/progress", "/api/v1/batches/{id}/download"})
 
 
 @dataclass(frozen=True)

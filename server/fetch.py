@@ -69,18 +69,19 @@ def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddre
     return None
 
 
-async def resolve_checked(host: str, port: int, allow_private: bool) -> list[str]:
-    """Resolve ``host`` and return its addresses, refusing if any one of them is not allowed."""
+async def resolve_checked(host: str, port: int, allow_private: bool, what: str = "image URL") -> list[str]:
+    """Resolve ``host`` and return its addresses, refusing if any one of them is not allowed.
+    ``what`` names the URL in messages (webhooks use these rules too)."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise FetchFailed(f"The image URL's host '{host}' could not be resolved ({exc.strerror}).") from None
+        raise FetchFailed(f"The {what}'s host '{host}' could not be resolved ({exc.strerror}).") from None
     addresses = sorted({info[4][0] for info in infos})
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not address_allowed(ip, allow_private):
-            raise UrlRefused(f"The image URL points to a non-public address ({ip}); it is not fetched.")
+            raise UrlRefused(f"The {what} points to a non-public address ({ip}); it is not fetched.")
     return addresses
 
 
@@ -100,23 +101,24 @@ class PinnedResolver(AbstractResolver):
         return None
 
 
-def _split(url: str) -> tuple[str, str, int]:
+def split_url(url: str, what: str = "image URL") -> tuple[str, str, int]:
+    """Scheme, host and port of an http(s) URL without credentials; refused otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise UrlRefused("Only http and https image URLs are fetched.")
+        raise UrlRefused(f"Only http and https {what}s are fetched.")
     if not parts.hostname or parts.username or parts.password:
-        raise UrlRefused("The image URL needs a host name and must not carry credentials.")
+        raise UrlRefused(f"The {what} needs a host name and must not carry credentials.")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise UrlRefused("The image URL has an invalid port.") from None
+        raise UrlRefused(f"The {what} has an invalid port.") from None
     return parts.scheme, parts.hostname, port
 
 
 async def fetch_image(url: str, tmp_dir: Path, policy: FetchPolicy) -> StoredUpload:
     """Download ``url`` into a temporary file under ``tmp_dir``; the caller sniffs the bytes."""
     for _ in range(MAX_REDIRECTS + 1):
-        _, host, port = _split(url)
+        _, host, port = split_url(url)
         addresses = await resolve_checked(host, port, policy.allow_private)
         location = await _get_once(url, host, addresses, tmp_dir, policy)
         if isinstance(location, StoredUpload):

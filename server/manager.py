@@ -38,6 +38,8 @@ class JobManager:
         self._tasks: list[asyncio.Task] = []
         self._folders = JobFolders(settings.jobs_dir)
         self._expiry = Expiry(store, hub, self._folders, self._record)
+        # Called with a job that just ended, before its end is stored or published (webhooks).
+        self.on_terminal: Callable[[Job], None] = lambda job: None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,6 +79,8 @@ class JobManager:
         """
         job.last_event_id = 1
         try:
+            if not in_process:
+                self.executor.check_accepting()  # e.g. 503 BROKER_UNAVAILABLE: never accepted, never lost
             self.store.insert_job(job, event=(1, "progress", progress_data(job, None)))
         except BaseException:  # never stored, so nothing would ever remove its folder
             self._folders.remove(job.id)
@@ -140,7 +144,8 @@ class JobManager:
     def _handle(self, event: ExecutorEvent) -> None:
         job = self._active.get(event.job_id)
         if job is None:  # cancelled meanwhile: once its worker let go, whatever it wrote goes
-            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS):
+            # Only then: a late or replayed event for a job that ended must not delete its results.
+            if event.kind not in (EventKind.STARTED, EventKind.PROGRESS) and self._folders.held(event.job_id):
                 self._folders.release(event.job_id)
             return
         handler = getattr(self, f"_on_{event.kind.value}")
@@ -193,6 +198,8 @@ class JobManager:
             job.status = status
         for name, value in fields.items():
             setattr(job, name, value)
+        if event_type is not None and event_type == TERMINAL_EVENT.get(job.status):
+            self.on_terminal(job)
         if event_type is None:
             self.store.save_job(job)
             return
@@ -231,12 +238,22 @@ class JobManager:
 
     # -- recovery -------------------------------------------------------------------------
     def _recover(self) -> None:
-        jobs = self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED])
+        jobs = [job for job in self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED])
+                if not self._adopted(job)]
         queued = recover(jobs, self.settings.max_attempts, fail=self._fail, requeue=self._requeue,
                          enqueue=self._enqueue)
         self._announce_positions()
         if queued:
             log.info("recovered %d queued job(s)", queued)
+
+    def _adopted(self, job: Job) -> bool:
+        """A job still running on a worker host (the broker executor) goes on there: not reset."""
+        if job.status != JobStatus.RUNNING or job.kind.in_process:
+            return False
+        if not self.executor.adopt(self._work_item(job), job):
+            return False
+        self._active[job.id] = job
+        return True
 
     def _stop_work(self, job_id: str) -> None:
         if self.executor.cancel(job_id):

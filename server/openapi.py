@@ -17,7 +17,7 @@ from server.jobs import JobKind, JobStatus
 from server.openapi_ops import OPERATIONS, Operation
 
 OPENAPI_VERSION = "3.1.0"
-_TAG_ORDER = ("Tools", "Jobs", "Bundles", "Meta", "Compatibility", "Web")
+_TAG_ORDER = ("Tools", "Jobs", "Batches", "Bundles", "Meta", "Compatibility", "Web")
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "No or bad API key", 403: "Forbidden",
                 404: "Not found", 409: "Conflict", 410: "Gone", 413: "Too large", 415: "Unsupported media type",
@@ -91,7 +91,7 @@ def _operation_id(method: str, path: str) -> str:
 
 
 def _path_schema(name: str, path: str, tools: Registry[Tool]) -> dict[str, Any]:
-    if name == "tool" and path.startswith("/api/v1/tools/"):
+    if name == "tool" and path.startswith(("/api/v1/tools/", "/api/v1/batches/")):
         return {"type": "string", "enum": list(tools)}
     return {"type": "string"}
 
@@ -136,10 +136,28 @@ def _tool_body(tools: Registry[Tool]) -> dict[str, Any]:
         "mask": {"type": "string", "format": "binary",
                  "description": "restore-photo only: white = repair here; the photo's aspect ratio."},
         "settings": {"type": "string", "description": "The tool's parameters as one JSON object string."},
-        "image_url": {"type": "string", "format": "uri"}},
+        "image_url": {"type": "string", "format": "uri"}, "webhookUrl": _WEBHOOK_URL},
         "additionalProperties": {"description": "A tool parameter as a form field."}}
     json_body = {"allOf": [any_tool], "properties": {"imageUrl": {"type": "string", "format": "uri"},
-                                                     "image_url": {"type": "string", "format": "uri"}}}
+                                                     "image_url": {"type": "string", "format": "uri"},
+                                                     "webhookUrl": _WEBHOOK_URL}}
+    return {"required": True, "content": {"multipart/form-data": {"schema": multipart},
+                                          "application/json": {"schema": json_body}}}
+
+
+_WEBHOOK_URL = {"type": "string", "format": "uri",
+                "description": "POSTed to, signed (X-Restora-Signature), when the job (or batch) ends."}
+
+
+def _batch_body(tools: Registry[Tool]) -> dict[str, Any]:
+    multipart = {"type": "object", "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "The images."},
+        "settings": {"type": "string", "description": "The tool's parameters for every image, as a JSON string."},
+        "webhookUrl": _WEBHOOK_URL},
+        "additionalProperties": {"description": "A tool parameter as a form field."}}
+    json_body = {"type": "object", "required": ["imageUrls"], "properties": {
+        "imageUrls": {"type": "array", "items": {"type": "string", "format": "uri"}}, "webhookUrl": _WEBHOOK_URL},
+        "additionalProperties": {"description": "A tool parameter, for every image."}}
     return {"required": True, "content": {"multipart/form-data": {"schema": multipart},
                                           "application/json": {"schema": json_body}}}
 
@@ -160,7 +178,7 @@ def _restore_body(tools: Registry[Tool]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-_BODIES = {"tool": _tool_body, "studio": _upload_body("image_file"), "picwish": _upload_body("image_file"),
+_BODIES = {"tool": _tool_body, "batch": _batch_body, "studio": _upload_body("image_file"), "picwish": _upload_body("image_file"),
            "restore": _restore_body}
 
 
@@ -187,7 +205,19 @@ def _schemas(tools: Registry[Tool]) -> dict[str, Any]:
         "bundle": {"type": ["string", "null"], "description": "The bundle a bundle-install job installs."},
         "status": {"type": "string", "enum": [status.value for status in JobStatus]},
         "phase": {"type": "string"}, "stage": {"type": "string"}, "percent": {"type": "number"},
-        "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]}},
+        "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]},
+        "webhook": {"type": ["object", "null"], "description": "Its webhook delivery: url, deliveryId, attempts, "
+                    "lastStatus, lastError, delivered, lastAttemptAt, nextAttemptAt."}},
+        "additionalProperties": True}
+    schemas["BatchAccepted"] = {"type": "object", "required": ["batchId", "jobIds"], "properties": {
+        "batchId": {"type": "string", "format": "uuid"}, "jobIds": {"type": "array", "items": {"type": "string"}},
+        "statusUrl": {"type": "string"}, "progressUrl": {"type": "string"}, "downloadUrl": {"type": "string"}}}
+    schemas["Batch"] = {"type": "object", "required": ["batchId", "status", "counts", "jobs"], "properties": {
+        "batchId": {"type": "string", "format": "uuid"}, "tool": {"type": "string"},
+        "status": {"type": "string", "enum": ["running", "done"]}, "total": {"type": "integer"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "webhook": {"type": ["object", "null"]},
+        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
         "additionalProperties": True}
     return schemas
 
@@ -196,5 +226,5 @@ _SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer rst_..."},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-KEY"},
     "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key",
-                    "description": "Only on the progress stream and downloads (EventSource, links)."},
+                    "description": "Only on the progress streams and downloads (EventSource, links)."},
 }

@@ -24,6 +24,7 @@ class Operation:
 
 _SUBMIT_ERRORS = (400, 401, 409, 413, 415, 422, 429, 503)
 _JOB = "Jobs"
+_BATCH = "Batches"
 _COMPAT = "Compatibility"
 _STUDIO = ("3D AI Studio's image-enhance tool (seed 000): multipart `image_file` and its documented fields; "
            "answers `{task_id, created_at}`.")
@@ -58,6 +59,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/download/{id}/{filename}"): Operation(
         "A file the job produced", _JOB, (200, 401, 403, 404, 409, 410), content="application/octet-stream",
         description="Signed links (`expires`, `sig`) from the compatibility routes work without a key."),
+    ("POST", "/api/v1/batches/{tool}"): Operation(
+        "Submit many images to a tool at once", _BATCH, (202,) + _SUBMIT_ERRORS, body="batch", schema="BatchAccepted",
+        success="Queued: the batch id and its jobs' ids, and a Location header to its snapshot.",
+        description="Many multipart `file` parts and one `settings` for all, or JSON `{imageUrls: [...], "
+                    "...settings}`. Every item is an ordinary job; all are checked before any is queued, and one "
+                    "bad item refuses the batch (its error has the item's `index` and `filename`). A "
+                    "`webhookUrl` is POSTed once, when the batch ends."),
+    ("GET", "/api/v1/batches/{id}"): Operation("A batch: counts by status and each job's snapshot", _BATCH,
+                                               (200, 401, 404), schema="Batch"),
+    ("DELETE", "/api/v1/batches/{id}"): Operation("Cancel the batch's unfinished jobs (idempotent)", _BATCH,
+                                                  (200, 401, 404), schema="Batch"),
+    ("GET", "/api/v1/batches/{id}/progress"): Operation(
+        "A batch's progress as Server-Sent Events", _BATCH, (200, 401, 404), sse=True, content="text/event-stream",
+        description="Every job's events, their data tagged with `jobId`, and a `batch` event with the totals "
+                    "after each change of a job's status. Ids increase per batch; Last-Event-ID replays what was "
+                    "missed. The stream ends after the `batch` event whose status is `done`."),
+    ("GET", "/api/v1/batches/{id}/download"): Operation(
+        "Every finished result of the batch as one ZIP, streamed", _BATCH, (200, 401, 404, 409),
+        content="application/zip"),
     ("GET", "/api/v1/bundles"): Operation("Every model bundle with its status", "Bundles"),
     ("GET", "/api/v1/bundles/{name}"): Operation("One bundle", "Bundles", (200, 401, 404)),
     ("POST", "/api/v1/bundles/{name}/install"): Operation(

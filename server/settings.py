@@ -51,6 +51,13 @@ class Settings:
     probe_timeout_s: float = 20.0  # reading a header in an isolated child (HEIC, AVIF, RAW)
     decode_timeout_s: float = 120.0  # decoding a whole image in an isolated child
     probes_at_once: int = 4
+    # Waits after each failed webhook attempt: 7 attempts over about 19 minutes, then it gives up.
+    webhook_backoff_s: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+    webhook_timeout_s: float = 10.0  # one attempt, connect to answer
+    max_batch_items: int = 100  # images in one batch request
+    # redis://HOST:PORT/DB: jobs go to worker hosts through BullMQ (server/executor/broker.py).
+    broker: str | None = None
+    broker_poll_s: float = 2.0  # how often the API checks Redis, the worker registry, stalled jobs
 
     @property
     def on_loopback(self) -> bool:
@@ -89,6 +96,10 @@ class Settings:
             raise ValueError("device must be auto, cpu or cuda:N")
         if self.auth not in ("auto", "on", "off"):
             raise ValueError("auth must be auto, on or off")
+        if self.broker is not None and not self.broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("broker must be a redis://, rediss:// or unix:// URL")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if any(wait < 0 for wait in self.webhook_backoff_s) or self.max_batch_items < 1:
+            raise ValueError("webhook_backoff_s must not be negative and max_batch_items must be at least 1")
         return self

@@ -38,9 +38,18 @@ from server.planning import resolve_plan
 from server.ratelimit import SlidingWindow
 from server.settings import Settings
 from server.uploads import FILE_FIELDS, MASK_FIELD, StoredUpload, Submission, read_submission, safe_stem
+from server.webhooks import META_KEY as WEBHOOK_META, WEBHOOK_FIELDS, checked_webhook_url
 
 URL_FIELDS = ("image_url", "imageUrl")
 HeaderCheck = Callable[[ImageHeader], None]
+
+
+@dataclass
+class PreparedJob:
+    """A job that passed every check and is not queued yet (batches check all items first)."""
+    job: Job
+    upload: StoredUpload
+    mask: StoredUpload | None
 
 
 @dataclass
@@ -68,7 +77,7 @@ class SubmissionService:
         are removed on error."""
         self.refuse_when_draining()
         check_rate(request, self.submit_limit)
-        place = self._take_queue_place()
+        place = self.take_queue_place()
         limit = min(max_bytes or self.settings.max_upload_bytes, self.settings.max_upload_bytes)
         try:
             submission = await read_submission(request, self.settings.tmp_dir, limit, file_fields,
@@ -78,6 +87,7 @@ class SubmissionService:
             raise
         submission.place = place
         try:
+            submission.webhook_url = await self.pop_webhook_url(submission.fields)
             await self._attach_url_source(submission, limit)
         except BaseException:
             submission.discard()
@@ -97,6 +107,11 @@ class SubmissionService:
                          meta: dict[str, Any] | None = None, check_header: HeaderCheck | None = None) -> Job:
         """Validate everything a job needs, then persist it and queue it. Nothing is queued on error.
         ``check_header`` adds a caller's own limits on the header read here (an adapter's formats)."""
+        return self.commit(await self.prepare(tool, submission, params_override, meta, check_header))
+
+    async def prepare(self, tool: Tool, submission: Submission, params_override: dict[str, Any] | None = None,
+                      meta: dict[str, Any] | None = None, check_header: HeaderCheck | None = None) -> PreparedJob:
+        """Every check a job needs, and the job record; nothing is stored or queued yet."""
         upload = _require_upload(submission)
         header = await self.inspect(upload)
         if check_header is not None:
@@ -109,10 +124,28 @@ class SubmissionService:
         plan, skipped = resolve_plan(tool, params, info, self.steps, self.bundles)
         if submission.mask is not None:
             await self._normalise_mask(submission, header)
+        if submission.webhook_url:
+            meta = {**(meta or {}), WEBHOOK_META: submission.webhook_url}
         job = _new_job(tool, params.values, plan, skipped, meta, upload, header, has_mask=submission.mask is not None)
+        return PreparedJob(job, upload, submission.mask)
+
+    def commit(self, prepared: PreparedJob) -> Job:
+        """Store and queue a prepared job: its files move into its folder."""
         self.refuse_when_draining()  # read to the end during a shutdown, then answered, never queued
-        _move_into_job_folder(self.manager.job_dir(job.id), job, upload, submission.mask)
+        job = prepared.job
+        _move_into_job_folder(self.manager.job_dir(job.id), job, prepared.upload, prepared.mask)
         return self.manager.create(job)  # removes the folder again when it cannot store the job
+
+    async def pop_webhook_url(self, fields: dict[str, Any]) -> str | None:
+        """``webhookUrl`` (form field, JSON key or settings key), taken out of the tool's params
+        (they refuse unknown fields) and checked now: a bad one is refused before anything is queued."""
+        values = [fields.pop(name) for name in WEBHOOK_FIELDS if name in fields]
+        if not values:
+            return None
+        if len(values) > 1:
+            raise InvalidParams("Give the webhook URL once, as webhookUrl.", code="INVALID_WEBHOOK_URL",
+                                field="webhookUrl")
+        return await checked_webhook_url(values[0], self.settings.allow_private_urls)
 
     async def inspect(self, upload: StoredUpload) -> ImageHeader:
         """Format from the bytes and pixel count from the header, before any pixel is decoded.
@@ -132,7 +165,7 @@ class SubmissionService:
             raise too_many_pixels(limit, header)
         return header
 
-    def _take_queue_place(self) -> Place:
+    def take_queue_place(self) -> Place:
         """Hold a place in the queue before the slow part, so that concurrent uploads cannot overshoot it."""
         place = self.places.take()
         if place is None:

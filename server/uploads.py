@@ -34,7 +34,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # charset), RecursionError, HttpProcessingError (NUL or CR/LF in part headers) and
 # RequestPayloadError (a body that is not the chunked or gzip/deflate/br encoding it claims).
 # Disk errors (OSError) are the server's and stay 500s.
-_PARSE_FAILURES = (ValueError, LookupError, RecursionError, HttpProcessingError, web.RequestPayloadError)
+PARSE_FAILURES = (ValueError, LookupError, RecursionError, HttpProcessingError, web.RequestPayloadError)
 _HTTP_STATUS_PREFIX = re.compile(r"^\d{3}, message:")
 
 
@@ -53,6 +53,7 @@ class Submission:
     fields: dict[str, Any] = field(default_factory=dict)
     upload: StoredUpload | None = None
     mask: StoredUpload | None = None  # white = repair here (restore-photo)
+    webhook_url: str | None = None  # checked; POSTed to when the job ends (server/webhooks.py)
     place: Place | None = None  # its place in the job queue, held while it is read and checked
 
     def discard(self) -> None:
@@ -76,12 +77,16 @@ async def read_submission(request: web.Request, tmp_dir: Path, max_bytes: int,
         raise _too_large(max_bytes)
     try:
         return await _read_body(request, tmp_dir, max_bytes, file_fields, (mask_field, mask_refused))
-    except _PARSE_FAILURES as exc:
-        # Where a body that could not be parsed ends is anyone's guess (one that is not the gzip it
-        # claims makes aiohttp drop the connection after this answer): the client must not send
-        # another request on this connection.
-        raise MalformedRequest(f"The request could not be read: {_reason(exc)}",
-                               headers={"Connection": "close"}) from None
+    except PARSE_FAILURES as exc:
+        raise malformed(exc) from None
+
+
+def malformed(exc: Exception) -> MalformedRequest:
+    """The answer to a body that failed to parse with one of ``PARSE_FAILURES``."""
+    # Where a body that could not be parsed ends is anyone's guess (one that is not the gzip it
+    # claims makes aiohttp drop the connection after this answer): the client must not send
+    # another request on this connection.
+    return MalformedRequest(f"The request could not be read: {_reason(exc)}", headers={"Connection": "close"})
 
 
 async def _read_body(request: web.Request, tmp_dir: Path, max_bytes: int,
@@ -90,10 +95,10 @@ async def _read_body(request: web.Request, tmp_dir: Path, max_bytes: int,
     if content_type == "multipart/form-data":
         return await _read_multipart(request, tmp_dir, max_bytes, file_fields, mask)
     if content_type == "application/json":
-        return Submission(fields=_json_object(await _read_limited(request), "request body"))
+        return Submission(fields=json_object(await read_limited(request), "request body"))
     if content_type == "application/x-www-form-urlencoded":
         form = await request.post()
-        return Submission(fields=_merge_settings({k: v for k, v in form.items() if isinstance(v, str)}))
+        return Submission(fields=merge_settings({k: v for k, v in form.items() if isinstance(v, str)}))
     raise InvalidParams("Send the image as multipart/form-data with a 'file' field.", code="MISSING_FILE")
 
 
@@ -110,25 +115,25 @@ async def _read_multipart(request: web.Request, tmp_dir: Path, max_bytes: int,
             if part.name in file_fields and part.filename is not None:
                 if submission.upload is not None:
                     raise InvalidParams("Send exactly one image per request.", code="TOO_MANY_FILES")
-                submission.upload = await _store_part(part, tmp_dir, max_bytes)
+                submission.upload = await store_part(part, tmp_dir, max_bytes)
             elif mask_field is not None and part.name == mask_field:
                 if mask_refused is not None:
                     raise mask_refused
                 if submission.mask is not None:
                     raise InvalidParams("Send at most one mask per request.", code="TOO_MANY_FILES")
-                submission.mask = await _store_part(part, tmp_dir, max_bytes)
+                submission.mask = await store_part(part, tmp_dir, max_bytes)
             elif part.name:
                 if len(fields) >= _MAX_FIELDS:
                     raise InvalidParams("Too many form fields.", code="TOO_MANY_FIELDS")
-                fields[part.name] = await _read_field(part)
-        submission.fields = _merge_settings(fields)
+                fields[part.name] = await read_field(part)
+        submission.fields = merge_settings(fields)
     except BaseException:
         submission.discard()
         raise
     return submission
 
 
-async def _store_part(part: BodyPartReader, tmp_dir: Path, max_bytes: int) -> StoredUpload:
+async def store_part(part: BodyPartReader, tmp_dir: Path, max_bytes: int) -> StoredUpload:
     path, size = await write_capped(_chunks_of(part), tmp_dir, max_bytes, _too_large)
     return StoredUpload(path=path, filename=part.filename or "image", size=size)
 
@@ -160,7 +165,7 @@ async def write_capped(chunks: AsyncIterator[bytes], tmp_dir: Path, max_bytes: i
     return path, size
 
 
-async def _read_field(part: BodyPartReader) -> str:
+async def read_field(part: BodyPartReader) -> str:
     data = bytearray()
     while chunk := await part.read_chunk(8192):
         data += chunk
@@ -169,18 +174,18 @@ async def _read_field(part: BodyPartReader) -> str:
     return data.decode(part.get_charset(default="utf-8"), errors="replace")
 
 
-async def _read_limited(request: web.Request) -> bytes:
+async def read_limited(request: web.Request) -> bytes:
     body = await request.content.read(_MAX_FIELD_BYTES + 1)
     if len(body) > _MAX_FIELD_BYTES:
         raise InvalidParams("The JSON body is too large.", code="BODY_TOO_LARGE")
     return body
 
 
-def _merge_settings(fields: dict[str, str]) -> dict[str, Any]:
+def merge_settings(fields: dict[str, str]) -> dict[str, Any]:
     """Individual fields plus the keys of a ``settings`` JSON string; a key given twice is an error."""
     merged: dict[str, Any] = {k: v for k, v in fields.items() if k != "settings"}
     if "settings" in fields:
-        for key, value in _json_object(fields["settings"].encode(), "settings").items():
+        for key, value in json_object(fields["settings"].encode(), "settings").items():
             if key in merged:
                 raise InvalidParams(f"'{key}' is given both as a field and inside settings.",
                                     code="INVALID_PARAMS", fields=[{"field": key, "message": "given twice"}])
@@ -188,7 +193,7 @@ def _merge_settings(fields: dict[str, str]) -> dict[str, Any]:
     return merged
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw or b"{}")
     except (ValueError, RecursionError) as exc:

@@ -64,7 +64,7 @@ def terminal_data(job: Job) -> dict[str, Any]:
     return {"phase": "cancelled", "stage": job.stage, "percent": int(job.percent)}
 
 
-def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
+def snapshot(job: Job, queue_position: int | None, webhook: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "jobId": job.id,
         "kind": job.kind.value,
@@ -77,6 +77,7 @@ def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
         "percent": int(job.percent),
         "queuePosition": queue_position,
         "attempts": job.attempts,
+        "worker": job.meta.get("worker"),  # the worker host of the latest attempt, with a broker
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
@@ -86,4 +87,5 @@ def snapshot(job: Job, queue_position: int | None) -> dict[str, Any]:
         "skipped": job.skipped,
         "result": job.result,
         "error": job.error,
+        "webhook": webhook,  # its delivery, where the submission gave a webhookUrl (server/webhooks.py)
     }

@@ -1,7 +1,6 @@
 """The small interface between the job manager and whatever executes jobs.
 
-The local process pool implements it today; a distributed executor can implement the same four
-verbs later. Pipelines never import anything from here.
+The local process pool (pool.py) and the distributed one (broker.py) implement it. Pipelines never import anything from here.
 """
 from __future__ import annotations
 
@@ -66,3 +65,9 @@ class Executor(Protocol):
     def queued_job_ids(self) -> list[str]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def check_accepting(self) -> None:
+        """Raise an ApiError (e.g. 503) when a new job could not be handed over now."""
+
+    def adopt(self, item: WorkItem, job: Any) -> bool:
+        """At start: True when the job, stored as running, still runs somewhere and goes on."""

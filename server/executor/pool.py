@@ -116,6 +116,12 @@ class ProcessPool:
     def describe(self) -> dict[str, Any]:
         return {"workers": [s.describe() for s in self._slots], "queueDepth": len(self._queue)}
 
+    def check_accepting(self) -> None:
+        return None  # the queue is in this process
+
+    def adopt(self, item: WorkItem, job: Any) -> bool:
+        return False  # this pool's workers died with the old server
+
     async def stop(self, grace_s: float) -> None:
         self._stopping = True
         for slot in self._slots:

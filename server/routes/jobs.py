@@ -13,6 +13,7 @@ from server.events import EventHub, JobEvent
 from server.jobs import JobStatus
 from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS, SIGNER
 from server.views import snapshot
+from server.webhooks import WEBHOOKS
 
 routes = web.RouteTableDef()
 
@@ -20,13 +21,14 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
     job = job_or_404(request)
-    return web.json_response(snapshot(job, request.app[MANAGER].queue_position(job.id)))
+    return web.json_response(snapshot(job, request.app[MANAGER].queue_position(job.id),
+                                      request.app[WEBHOOKS].job_view(job)))
 
 
 @routes.delete("/api/v1/jobs/{id}")
 async def delete_job(request: web.Request) -> web.Response:
     job = request.app[MANAGER].cancel(job_or_404(request).id)
-    return web.json_response(snapshot(job, None))
+    return web.json_response(snapshot(job, None, request.app[WEBHOOKS].job_view(job)))
 
 
 @routes.get("/api/v1/jobs/{id}/progress")
@@ -35,8 +37,10 @@ async def job_progress(request: web.Request) -> web.StreamResponse:
     hub, lifecycle = request.app[HUB], request.app[LIFECYCLE]
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     async with sse_response(request, headers=headers, ping_interval=request.app[SETTINGS].heartbeat_s) as resp:
-        cursor = 0
-        for event in first_events(hub, job.id, _last_event_id(request)):
+        last_id = _last_event_id(request)
+        # A reconnect that missed nothing continues after its Last-Event-ID, not from the start.
+        cursor = last_id or 0
+        for event in first_events(hub, job.id, last_id):
             if await _send(resp, event):
                 return resp
             cursor = event.seq

@@ -14,6 +14,9 @@ async def health(request: web.Request) -> web.Response:
     workers = pool["workers"]
     ready = [w for w in workers if w["state"] != "starting"]
     status = "draining" if request.app[LIFECYCLE].draining else "ok" if ready or not workers else "starting"
+    broker = pool.get("broker")  # with --broker only: whether Redis answers
+    if broker is not None and broker["state"] != "up" and status == "ok":
+        status = "broker-unavailable"
     bundles = {b["name"]: b["status"] for b in request.app[BUNDLES].describe_all()}
     return web.json_response({
         "status": status,
@@ -22,4 +25,5 @@ async def health(request: web.Request) -> web.Response:
         "queueDepth": request.app[MANAGER].queue_depth(),
         "bundles": bundles,
         "installedBundles": [name for name, state in bundles.items() if state == "installed"],
+        **({"broker": broker} if broker is not None else {}),
     })

@@ -1,5 +1,6 @@
 // The page controller: choose a photo and a tool, submit, follow progress, show the result.
 import { api, megabytes, saveApiKey, withKey } from "./api.js";
+import { followBatch, sendBatch } from "./batch.js";
 import { install, renderBundles } from "./bundles.js";
 import { showComparison } from "./compare.js";
 import { explain } from "./errors.js";
@@ -9,7 +10,7 @@ import { Corrections } from "./mask.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { tools: new Map(), file: null, fileUrl: null, fileJobId: null, jobId: null, source: null,
-                corrections: null };
+                corrections: null, files: [], batchSource: null };
 const MASK_TOOL = "restore-photo"; // the tool that takes a painted mask
 
 async function init() {
@@ -48,10 +49,23 @@ function setupDrop() {
   const input = $("file");
   drop.addEventListener("click", () => input.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
-  input.addEventListener("change", () => chooseFile(input.files[0]));
+  // Cleared once read: the next choice replaces this one instead of adding to it.
+  input.addEventListener("change", () => { chooseFiles(input.files); input.value = ""; });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFile(e.dataTransfer.files[0]); });
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
+}
+
+// One photo: a job of its own; several: one batch.
+function chooseFiles(list) {
+  const files = [...list];
+  state.files = files.length > 1 ? files : [];
+  if (files.length <= 1) return chooseFile(files[0]);
+  state.file = null;
+  $("thumb").hidden = true;
+  const size = files.reduce((sum, f) => sum + f.size, 0);
+  $("file-name").textContent = `${files.length} photos (${megabytes(size)}): ${files.map((f) => f.name).join(", ")}`;
+  $("submit").disabled = false;
 }
 
 function chooseFile(file) {
@@ -78,9 +92,32 @@ function selectTool() {
 
 async function submit(event) {
   event.preventDefault();
-  if (!state.file) return;
   const tool = state.tools.get($("tool").value);
+  if (state.files.length > 1) return sendAll(tool, readSettings($("options"), tool));
+  if (!state.file) return;
   await send(tool, readSettings($("options"), tool), null);
+}
+
+async function sendAll(tool, settings) {
+  hideError();
+  const files = state.files;
+  $("submit").disabled = true;
+  try {
+    const batch = await sendBatch(tool.name, files, settings);
+    batch.jobIds.forEach((jobId, i) => remember({ jobId, tool: tool.name, name: files[i].name, createdAt: Date.now(),
+                                                   state: "queued" }));
+    renderRecent(recentJobs());
+    $("job").hidden = true;
+    $("result").hidden = true;
+    if (state.batchSource) state.batchSource.close();
+    state.batchSource = followBatch(batch, files.map((f) => f.name), {
+      open: reopen, ended: async () => renderRecent(await refreshStates()) });
+    $("batch").scrollIntoView({ block: "start" });
+  } catch (problem) {
+    showError(problem);
+  } finally {
+    $("submit").disabled = false;
+  }
 }
 
 // The chosen photo to `tool`, with a painted `mask` (a PNG blob) when there is one.
