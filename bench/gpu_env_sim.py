@@ -5,7 +5,7 @@ torchvision, numpy, aiohttp, opencv-python-headless, onnxruntime, pillow, scikit
 pip) and their dependencies. Then, with cp312-only wheels set aside (this venv is 3.11):
     PYTHON=".venv/bin/python -S" PYTHONPATH=/tmp/gpusim bash bench/gpu_check.sh --device cpu --repeats 1
 """
-import importlib.metadata as m, re, os, shutil, sys
+import importlib.metadata as m, re, os, shutil
 from pathlib import Path
 ROOTS = ["torch", "torchvision", "numpy", "aiohttp", "opencv-python-headless", "onnxruntime", "pillow",
          "scikit-image", "timm", "scipy", "pip"]
