@@ -8,9 +8,10 @@ needs, so batch streams reuse the job streams' hub (its cache and wake-ups).
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from server.db import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -51,12 +52,7 @@ _COLUMNS = "id, tool, job_ids, webhook_url, created_at, finished_at, last_seq"
 
 class BatchStore:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

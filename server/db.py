@@ -65,14 +65,22 @@ _ADDED_COLUMNS = {
 _COLUMNS = [f.name for f in fields(Job)]
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """The data dir's SQLite file as every store opens it: autocommit (each store opens its own
+    transactions), WAL with NORMAL sync (durable at each commit's WAL write), a 5 s busy wait for
+    the other connections to the same file; then ``schema`` (idempotent CREATE ... IF NOT EXISTS)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(schema)
+    return db
+
+
 class Store:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
         self._add_missing_columns()
 
     def close(self) -> None:

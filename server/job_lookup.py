@@ -1,5 +1,5 @@
-"""Finding a request's job, and the content type of its files: shared by the native and
-compatibility routes, so route modules need not import each other."""
+"""Finding a request's job, the content type of its files and a stream's Last-Event-ID: shared by
+the native, batch and compatibility routes, so route modules need not import each other."""
 from __future__ import annotations
 
 import re
@@ -17,6 +17,15 @@ _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 def content_type(filename: str) -> str:
     return _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+def last_event_id(request: web.Request) -> int | None:
+    """The id a reconnecting EventSource sends (or ``?lastEventId=``); None when absent or not a number."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def job_or_404(request: web.Request) -> Job:

@@ -2,11 +2,11 @@
 the key store has; WAL mode lets both write)."""
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from server.db import open_database
 from server.views import iso
 
 SCHEMA = """
@@ -61,12 +61,7 @@ _COLUMNS = [f.name for f in fields(Delivery)]
 
 class DeliveryStore:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

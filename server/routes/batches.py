@@ -14,6 +14,7 @@ from server.batch_store import Batch
 from server.batches import BATCHES, batch_ended
 from server.errors import Conflict, NotFound
 from server.events import EventHub, JobEvent
+from server.job_lookup import last_event_id
 from server.jobs import JobStatus
 from server.state import LIFECYCLE, MANAGER, SETTINGS, TOOLS
 from server.submissions import SUBMISSIONS
@@ -61,7 +62,7 @@ async def batch_progress(request: web.Request) -> web.StreamResponse:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     async with sse_response(request, headers=headers, ping_interval=request.app[SETTINGS].heartbeat_s) as resp:
         cursor = 0
-        for event in first_events(hub, batch.id, _last_event_id(request)):
+        for event in first_events(hub, batch.id, last_event_id(request)):
             if await _send(resp, event):
                 return resp
             cursor = event.seq
@@ -156,11 +157,3 @@ def _batch_or_404(request: web.Request) -> Batch:
     if batch is None:
         raise NotFound(f"No batch with id '{batch_id}'.", code="BATCH_NOT_FOUND")
     return batch
-
-
-def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None

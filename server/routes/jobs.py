@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from server.errors import ApiError, Conflict, Gone, NotFound
-from server.job_lookup import content_type, job_or_404
+from server.job_lookup import content_type, job_or_404, last_event_id
 from server.events import EventHub, JobEvent
 from server.jobs import JobStatus
 from server.state import HUB, LIFECYCLE, MANAGER, SETTINGS, SIGNER
@@ -37,7 +37,7 @@ async def job_progress(request: web.Request) -> web.StreamResponse:
     hub, lifecycle = request.app[HUB], request.app[LIFECYCLE]
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     async with sse_response(request, headers=headers, ping_interval=request.app[SETTINGS].heartbeat_s) as resp:
-        last_id = _last_event_id(request)
+        last_id = last_event_id(request)
         # A reconnect that missed nothing continues after its Last-Event-ID, not from the start.
         cursor = last_id or 0
         for event in first_events(hub, job.id, last_id):
@@ -80,14 +80,6 @@ def _check_signature(request: web.Request) -> None:
         raise Gone("This download link has expired; fetch a fresh one from the job's status.", code="LINK_EXPIRED")
     if verdict == "invalid":
         raise ApiError("This download link's signature is not valid.", code="BAD_SIGNATURE", status=403)
-
-
-def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 @routes.get("/api/v1/download/{id}/{filename}")
