@@ -107,8 +107,14 @@ class SseEvent:
 
 
 async def sse_events(client, job_id: str, last_event_id: int | None = None) -> AsyncIterator[SseEvent]:
+    async for event in sse_stream(client, f"/api/v1/jobs/{job_id}/progress", last_event_id):
+        yield event
+
+
+async def sse_stream(client, path: str, last_event_id: int | None = None) -> AsyncIterator[SseEvent]:
+    """The events of one Server-Sent Events stream (a job's or a batch's) until it ends."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    async with client.get(f"/api/v1/jobs/{job_id}/progress", headers=headers) as resp:
+    async with client.get(path, headers=headers) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         fields: dict[str, str] = {}

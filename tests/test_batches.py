@@ -10,7 +10,7 @@ import zipfile
 from aiohttp import FormData, web
 
 from server.app import create_app
-from tests.conftest import SseEvent, astronaut, encode, wait_until
+from tests.conftest import SseEvent, astronaut, encode, sse_stream, wait_until
 from tests.test_webhooks import Receiver
 
 
@@ -31,22 +31,7 @@ async def submit_batch(client, images, expect: int = 202, tool: str = "restore-p
 
 
 async def batch_stream(client, batch_id: str, last_event_id: int | None = None) -> list[SseEvent]:
-    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-    events, fields = [], {}
-    async with client.get(f"/api/v1/batches/{batch_id}/progress", headers=headers) as resp:
-        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
-        async for raw in resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith(":"):
-                continue
-            if line:
-                key, _, value = line.partition(":")
-                fields[key] = value.removeprefix(" ")
-                continue
-            if "data" in fields:
-                events.append(SseEvent(int(fields["id"]), fields["event"], json.loads(fields["data"])))
-            fields = {}
-    return events
+    return [event async for event in sse_stream(client, f"/api/v1/batches/{batch_id}/progress", last_event_id)]
 
 
 async def batch_of(client, batch_id: str) -> dict:
