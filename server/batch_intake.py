@@ -50,6 +50,7 @@ async def submit_batch(request: web.Request, tool: Tool, service: SubmissionServ
         await _read(request, service, batch)
         prepared = await _prepare(tool, service, batch)
         jobs = _commit(service, prepared)
+        await service.manager.handed_over(jobs)
         try:
             return tracker.create(tool.name, jobs, batch.webhook_url)
         except BaseException:  # never answered 202: its jobs must not run unseen

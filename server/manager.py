@@ -93,6 +93,10 @@ class JobManager:
             self._announce_positions()
         return job
 
+    async def handed_over(self, jobs: list[Job]) -> None:
+        """Awaited before a submission is answered: the executor holds the jobs (see Executor.handed_over)."""
+        await self.executor.handed_over([job.id for job in jobs])
+
     def apply(self, event: ExecutorEvent) -> None:
         """Apply an event about an in-process job, exactly as if the executor had sent it."""
         self._handle(event)
@@ -181,7 +185,7 @@ class JobManager:
 
     def _on_lost(self, job: Job, data: dict[str, Any]) -> None:
         reason = data.get("reason", "the worker stopped")
-        if job.attempts < self.settings.max_attempts:
+        if job.attempts < self.settings.attempt_limit:
             self._requeue(job, f"Worker stopped unexpectedly ({reason}); retrying")
             self._enqueue(job, front=True)
             self._announce_positions()
@@ -240,7 +244,7 @@ class JobManager:
     def _recover(self) -> None:
         jobs = [job for job in self.store.jobs_with_status([JobStatus.RUNNING, JobStatus.QUEUED])
                 if not self._adopted(job)]
-        queued = recover(jobs, self.settings.max_attempts, fail=self._fail, requeue=self._requeue,
+        queued = recover(jobs, self.settings.attempt_limit, fail=self._fail, requeue=self._requeue,
                          enqueue=self._enqueue)
         self._announce_positions()
         if queued:

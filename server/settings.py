@@ -33,7 +33,10 @@ class Settings:
     max_pixels: int = 100_000_000
     max_output_side: int = 16_384
     result_ttl_s: float = 24 * 3600
-    max_attempts: int = 2  # a job whose worker dies is retried once, then fails
+    max_attempts: int = 2  # a job whose worker dies is retried once, then fails (local pool)
+    # On worker hosts a death is as often the host's (rebooted, unplugged, cut off) as the job's,
+    # so a job is tried once more before it fails WORKER_CRASHED (see attempt_limit).
+    broker_max_attempts: int = 3
     max_queue: int = 200
     heartbeat_s: float = 15.0
     shutdown_grace_s: float = 20.0
@@ -58,6 +61,8 @@ class Settings:
     # redis://HOST:PORT/DB: jobs go to worker hosts through BullMQ (server/executor/broker.py).
     broker: str | None = None
     broker_poll_s: float = 2.0  # how often the API checks Redis, the worker registry, stalled jobs
+    # How long a submission waits for BullMQ to take its job before the 202 (server/executor/broker.py).
+    broker_handover_s: float = 10.0
 
     @property
     def on_loopback(self) -> bool:
@@ -98,8 +103,13 @@ class Settings:
             raise ValueError("auth must be auto, on or off")
         if self.broker is not None and not self.broker.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("broker must be a redis://, rediss:// or unix:// URL")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if min(self.max_attempts, self.broker_max_attempts) < 1:
+            raise ValueError("max_attempts and broker_max_attempts must be at least 1")
         if any(wait < 0 for wait in self.webhook_backoff_s) or self.max_batch_items < 1:
             raise ValueError("webhook_backoff_s must not be negative and max_batch_items must be at least 1")
         return self
+
+    @property
+    def attempt_limit(self) -> int:
+        """Attempts a job gets before a lost worker fails it WORKER_CRASHED."""
+        return self.broker_max_attempts if self.broker else self.max_attempts

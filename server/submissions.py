@@ -107,7 +107,9 @@ class SubmissionService:
                          meta: dict[str, Any] | None = None, check_header: HeaderCheck | None = None) -> Job:
         """Validate everything a job needs, then persist it and queue it. Nothing is queued on error.
         ``check_header`` adds a caller's own limits on the header read here (an adapter's formats)."""
-        return self.commit(await self.prepare(tool, submission, params_override, meta, check_header))
+        job = self.commit(await self.prepare(tool, submission, params_override, meta, check_header))
+        await self.manager.handed_over([job])
+        return job
 
     async def prepare(self, tool: Tool, submission: Submission, params_override: dict[str, Any] | None = None,
                       meta: dict[str, Any] | None = None, check_header: HeaderCheck | None = None) -> PreparedJob:

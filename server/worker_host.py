@@ -58,6 +58,8 @@ class HostConfig:
     slots: int = 1
     lock_s: float = 30.0
     shutdown_grace_s: float = 20.0
+    # How long a stopping host keeps calling an API that does not answer (None: shutdown_grace_s).
+    stopping_api_retry_s: float | None = None
 
 
 class WorkerHost:
@@ -114,7 +116,7 @@ class WorkerHost:
         lock_ms = int(self.config.lock_s * 1000)
         return {"connection": self.config.broker, "concurrency": self.config.slots, "name": self.config.name,
                 "lockDuration": lock_ms, "lockRenewTime": lock_ms // 4, "stalledInterval": lock_ms // 2,
-                # The API counts attempts and fails a job at Settings.max_attempts, not BullMQ.
+                # The API counts attempts and fails a job at Settings.attempt_limit, not BullMQ.
                 "maxStalledCount": BROKER_RETRIES, "drainDelay": 2}
 
     async def _until_ready(self) -> None:
@@ -261,7 +263,8 @@ class WorkerHost:
                 return await operation()
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError, _Retry) as exc:
                 if self._stopping.is_set():
-                    give_up = give_up or time.monotonic() + self.config.shutdown_grace_s
+                    retry_s = self.config.stopping_api_retry_s
+                    give_up = give_up or time.monotonic() + (self.config.shutdown_grace_s if retry_s is None else retry_s)
                     if time.monotonic() > give_up:
                         raise
                 log.warning("API not answering (%s); retrying in %.1fs", exc, delay)
@@ -299,7 +302,9 @@ def local_host(settings: Settings, token: str) -> WorkerHost:
     api = f"http://[{address}]:{settings.port}" if ":" in address else f"http://{address}:{settings.port}"
     return WorkerHost(HostConfig(broker=settings.broker or "", api=api, token=token, data_dir=settings.data_dir,
                                  name=f"{socket.gethostname()}-api", device=settings.device, slots=settings.workers,
-                                 shutdown_grace_s=settings.shutdown_grace_s))
+                                 shutdown_grace_s=settings.shutdown_grace_s,
+                                 # Its API is this process: stopping, an API that does not answer is gone with it.
+                                 stopping_api_retry_s=0.0))
 
 
 async def _answer(resp: aiohttp.ClientResponse, path: str) -> Any:

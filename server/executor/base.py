@@ -66,6 +66,10 @@ class Executor(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    async def handed_over(self, job_ids: list[str]) -> None:
+        """Return once the executor holds these submitted jobs where a restart of this process
+        cannot lose them (the broker: BullMQ has them), or after a bounded wait; awaited before the 202."""
+
     def check_accepting(self) -> None:
         """Raise an ApiError (e.g. 503) when a new job could not be handed over now."""
 

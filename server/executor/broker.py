@@ -37,7 +37,7 @@ QUEUE = "restora"
 WORKERS_KEY = "restora:workers"  # a hash: host name -> its last heartbeat (JSON)
 CANCEL_PREFIX = "restora:cancel:"  # restora:cancel:<job id> exists once the job was cancelled
 CANCEL_TTL_S = 7 * 24 * 3600
-# The API counts attempts (Settings.max_attempts); BullMQ must never give up on a job first.
+# The API counts attempts (Settings.attempt_limit); BullMQ must never give up on a job first.
 BROKER_RETRIES = 1_000_000
 JOB_OPTIONS = {"attempts": BROKER_RETRIES, "removeOnComplete": True, "removeOnFail": True}
 _RETRY_AFTER_S = 5
@@ -66,6 +66,7 @@ class BrokerExecutor:
         self._workers: list[dict[str, Any]] = []
         self._up = False
         self._tasks: set[asyncio.Task] = set()
+        self._adding: dict[str, asyncio.Task] = {}  # job id -> its add to BullMQ, until Redis took it
         self._loops: list[asyncio.Task] = []
         # Worker hosts in this process (serve --workers N), described live rather than from Redis.
         self.local_hosts: list[Any] = []
@@ -86,7 +87,21 @@ class BrokerExecutor:
         self._items[item.job_id] = item
         if item.job_id not in self._waiting:
             self._waiting.insert(0, item.job_id) if front else self._waiting.append(item.job_id)
-        self._spawn(self._add(item, front))
+        task = self._spawn(self._add(item, front))
+        self._adding[item.job_id] = task
+        task.add_done_callback(lambda _: self._adding.pop(item.job_id, None))
+
+    async def handed_over(self, job_ids: list[str]) -> None:
+        """BullMQ has the jobs before the 202, so that a crash of the API just after it loses nothing
+        even before recovery. Redis failing after the submission was accepted (it was up a moment
+        ago): the job is answered 202 anyway after a bounded wait, as it is stored and the add retries
+        until Redis takes it; answering 503 now would have the client submit it a second time."""
+        pending = [self._adding[job_id] for job_id in job_ids if job_id in self._adding]
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=self._settings.broker_handover_s)
+        if late:
+            log.warning("the broker has not taken %d accepted job(s) yet; retrying in the background", len(late))
 
     def cancel(self, job_id: str) -> bool:
         """Queued: removed from the queue. Running: the host sees the cancel key and stops at the
@@ -173,10 +188,11 @@ class BrokerExecutor:
             self._running.pop(event.job_id, None)
         return True
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _add(self, item: WorkItem, front: bool) -> None:
         """Retried until Redis takes it: the job was accepted (it is in SQLite) and must run. BullMQ

@@ -116,6 +116,9 @@ class ProcessPool:
     def describe(self) -> dict[str, Any]:
         return {"workers": [s.describe() for s in self._slots], "queueDepth": len(self._queue)}
 
+    async def handed_over(self, job_ids: list[str]) -> None:
+        return None  # the queue is in this process; SQLite already holds the jobs for a restart
+
     def check_accepting(self) -> None:
         return None  # the queue is in this process
 
