@@ -24,6 +24,9 @@ RUNS = [
     ("remove_bg_bench.py", []),
     ("restore_quality.py", []),
     ("enhance_scale1.py", []),
+    ("sse_fanout.py", ["--subscribers", "5000"]),
+    ("big_photo_memory.py", ["--megapixels", "24", "100"]),
+    ("scale_bench.py", []),
 ]
 
 
