@@ -102,7 +102,8 @@ async def run(args) -> int:
                     alive = server.proc.poll() is None
                     print(f"{megapixels:>5.0f} MP ({len(photo) / 1e6:.1f} MB JPEG): {outcome['status']}"
                           f"{' ' + outcome['code'] if outcome['code'] else ''}, {outcome['seconds']:.0f} s, "
-                          f"peak tree RSS {outcome['peak']:.0f} MB, server {'alive' if alive else 'DEAD'}")
+                          f"peak tree RSS {outcome['peak']:.0f} MB, server {'alive' if alive else 'DEAD'}; "
+                          f"steps {outcome.get('steps')}")
                     record(f"big_photo.{args.tool}.{megapixels:g}mp.peak_rss", outcome["peak"], "MB")
                     failures += not alive or outcome["status"] not in ("complete", 413, "failed")
             finally:
