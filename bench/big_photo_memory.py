@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -82,7 +81,7 @@ async def one_photo(session, server: ServerProcess, tool: str, photo: bytes, set
         await asyncio.sleep(0.1)
     error = (job.get("error") or {}).get("code")
     return {"status": job["status"], "code": error, "peak": peak, "seconds": time.perf_counter() - started,
-            "steps": (job.get("result") or {}).get("stepsRun") or (job.get("result") or {}).get("steps")}
+            "steps": (job.get("result") or {}).get("steps")}
 
 
 async def run(args) -> int:
@@ -121,5 +120,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     sys.exit(main())

@@ -24,19 +24,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _results import record  # noqa: E402
-from tests.broker_cluster import HELD_WORKER  # noqa: E402
+from tests.broker_cluster import HELD_WORKER, UrlClient  # noqa: E402
 from tests.conftest import astronaut, encode, form, sse_events  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
-
-
-class Client:
-    """What tests.conftest.sse_events needs: get(path) on the server."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str):
-        self.session, self.base = session, base
-
-    def get(self, path: str, **kwargs):
-        return self.session.get(self.base + path, **kwargs)
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -46,7 +36,7 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
-async def subscribe(client: Client, job_id: str, connected: list[int]) -> list[int]:
+async def subscribe(client: UrlClient, job_id: str, connected: list[int]) -> list[int]:
     """The ids of every event this subscriber received, up to the terminal one."""
     ids = []
     async for event in sse_events(client, job_id):
@@ -79,7 +69,7 @@ async def run(subscribers: int, size: int) -> int:
 
 
 async def measure(session, server: ServerProcess, release: Path, subscribers: int, size: int) -> int:
-    client, pid = Client(session, server.base), server.proc.pid
+    client, pid = UrlClient(session, server.base), server.proc.pid
     before = rss_mb(pid)
     async with session.post(server.base + "/api/v1/tools/restore-photo", data=form(encode(astronaut(size)))) as resp:
         job_id = (await resp.json())["jobId"]

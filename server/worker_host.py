@@ -61,6 +61,10 @@ class HostConfig:
     # How long a stopping host keeps calling an API that does not answer (None: shutdown_grace_s).
     stopping_api_retry_s: float | None = None
 
+    @property
+    def stopping_retry_s(self) -> float:
+        return self.shutdown_grace_s if self.stopping_api_retry_s is None else self.stopping_api_retry_s
+
 
 class WorkerHost:
     def __init__(self, config: HostConfig):
@@ -263,8 +267,7 @@ class WorkerHost:
                 return await operation()
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError, _Retry) as exc:
                 if self._stopping.is_set():
-                    retry_s = self.config.stopping_api_retry_s
-                    give_up = give_up or time.monotonic() + (self.config.shutdown_grace_s if retry_s is None else retry_s)
+                    give_up = give_up or time.monotonic() + self.config.stopping_retry_s
                     if time.monotonic() > give_up:
                         raise
                 log.warning("API not answering (%s); retrying in %.1fs", exc, delay)

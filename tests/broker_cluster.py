@@ -179,7 +179,7 @@ class Cluster:
     async def events(self, job_id: str, last_event_id: int | None = None) -> list:
         from tests.conftest import sse_events
 
-        client = _BaseClient(self.session, self.api.base)
+        client = UrlClient(self.session, self.api.base)
         return [e async for e in sse_events(client, job_id, last_event_id)]
 
     def stop(self) -> None:
@@ -190,7 +190,7 @@ class Cluster:
         self.redis.stop()
 
 
-class _BaseClient:
+class UrlClient:
     """Enough of aiohttp's test client for tests.conftest.sse_events: get(path) on the API."""
 
     def __init__(self, session: aiohttp.ClientSession, base: str):

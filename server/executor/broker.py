@@ -89,7 +89,7 @@ class BrokerExecutor:
             self._waiting.insert(0, item.job_id) if front else self._waiting.append(item.job_id)
         task = self._spawn(self._add(item, front))
         self._adding[item.job_id] = task
-        task.add_done_callback(lambda _: self._adding.pop(item.job_id, None))
+        task.add_done_callback(lambda done: self._add_ended(item.job_id, done))
 
     async def handed_over(self, job_ids: list[str]) -> None:
         """BullMQ has the jobs before the 202, so that a crash of the API just after it loses nothing
@@ -193,6 +193,10 @@ class BrokerExecutor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _add_ended(self, job_id: str, task: asyncio.Task) -> None:
+        if self._adding.get(job_id) is task:  # not a newer add of the same job (queued again when lost)
+            del self._adding[job_id]
 
     async def _add(self, item: WorkItem, front: bool) -> None:
         """Retried until Redis takes it: the job was accepted (it is in SQLite) and must run. BullMQ
