@@ -49,7 +49,7 @@ UNDAMAGED_MARGIN = 3  # px around the true mask left out of the undamaged-area f
 IDENTICAL_DB = 99.0  # PSNR reported for identical pixels
 CROP = 128  # side of each panel in the saved crops
 CROP_SAMPLES = ("scratch/hopper", "crack/flower-crop@1.5", "dust/china@0.6", "film/china", "fold/hopper@0.7",
-                "text+noise", "brick", "hair+noise")
+                "text+noise", "brick", "hair+noise", "fabric", "clock")
 Detector = Callable[[np.ndarray], np.ndarray]
 
 

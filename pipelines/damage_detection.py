@@ -5,7 +5,9 @@ A small U-Net (:mod:`pipelines.models.damage_unet`, trained in this repo by
 probability per pixel, averaged with its answer on the mirrored photo; pixels above
 LOW_THRESHOLD joined to a pixel above HIGH_THRESHOLD are kept (hysteresis), so a faint stretch of
 a scratch survives while isolated weak responses on texture do not. It runs on a copy whose long
-side is at most DETECT_LONG_SIDE, in tiles. The weights ship in the package (no download): the
+side is at most DETECT_LONG_SIDE, in tiles. Regions
+flagged densely (a woven cloth, a lattice) are texture, not damage, and are dropped whole
+(:func:`drop_dense_regions`). The weights ship in the package (no download): the
 model provider gives the packaged model ``damage-unet`` (:data:`pipelines.models.loaders.PACKAGED`),
 loaded by :func:`load_detector`.
 
@@ -33,6 +35,12 @@ DETECTOR_ID = "damage-unet"
 # alone wins (the figures: docs/NOTES.md, "Damage detection").
 HIGH_THRESHOLD = 0.9
 LOW_THRESHOLD = 0.7
+# Damage is sparse: a connected region whose pixels sit, on average, where more than
+# DENSE_SHARE of a DENSE_WINDOW-pixel square is flagged is a texture the detector took for
+# damage (woven cloth, lattices), and is dropped. Chosen with the thresholds on the validation
+# split, with woven-cloth hard negatives (docs/NOTES.md, "Damage detection").
+DENSE_WINDOW = 129
+DENSE_SHARE = 0.1
 TILE, OVERLAP, MOD = 512, 64, 16  # windows include their context; sides a multiple of 2**levels
 MIRRORED_PASS = True  # more precision, less clean coverage, at twice the cost (docs/NOTES.md)
 
@@ -49,7 +57,7 @@ def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx
 def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
     """The learned pass at full resolution; ``model`` defaults to the provider's packaged detector."""
     probabilities = damage_probability(rgb, ctx, model)
-    mask = hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD)
+    mask = drop_dense_regions(hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD))
     if mask.shape != rgb.shape[:2]:
         mask = cv2.resize(mask.view(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     return mask
@@ -86,6 +94,20 @@ def hysteresis(values: np.ndarray, low: float, high: float) -> np.ndarray:
     strong_labels = np.unique(labels[values > high])
     keep = np.zeros(count, bool)
     keep[strong_labels[strong_labels > 0]] = True
+    return keep[labels]
+
+
+def drop_dense_regions(mask: np.ndarray, window: int = DENSE_WINDOW, share: float = DENSE_SHARE) -> np.ndarray:
+    """``mask`` without the 8-connected regions whose mean local flagged share (over a ``window``
+    square around each of their pixels) exceeds ``share``."""
+    if not mask.any():
+        return mask
+    density = cv2.boxFilter(mask.astype(np.float32), -1, (window, window), borderType=cv2.BORDER_REFLECT)
+    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    density_sums = np.bincount(labels.ravel(), density.ravel(), count)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    keep = density_sums <= share * np.maximum(sizes, 1)
+    keep[0] = False
     return keep[labels]
 
 

@@ -108,10 +108,21 @@ class WorkerHost:
         """Give the jobs back and leave the registry; with Redis down, only wait so long (BullMQ's
         own client retries for minutes): the locks lapse and other hosts take the jobs anyway."""
         try:
-            await asyncio.wait_for(worker.close(), self.config.shutdown_grace_s)
+            await self._close_worker(worker)
             await self.redis.hdel(WORKERS_KEY, self.config.name)
         except (asyncio.TimeoutError, RedisError, OSError) as exc:
             log.warning("left without telling the broker (%s)", type(exc).__name__)
+
+    async def _close_worker(self, worker: Worker) -> None:
+        """BullMQ's close waits for every processor and ignores cancellation (it shields itself),
+        so a plain timeout cannot bound it: after the grace period, close by force. The jobs of
+        processors still running then are handed out again when their locks lapse."""
+        closing = asyncio.ensure_future(worker.close())
+        done, _ = await asyncio.wait({closing}, timeout=self.config.shutdown_grace_s)
+        if not done:
+            log.warning("jobs still processing after %.0f s; closing by force", self.config.shutdown_grace_s)
+            await asyncio.wait_for(worker.close(force=True), self.config.shutdown_grace_s)
+        await closing
 
     def stop(self) -> None:
         self._stopping.set()
@@ -165,6 +176,8 @@ class WorkerHost:
                         options=spec.get("options") or {}, mask_path=str(mask_path) if mask_path else None)
 
     async def _run(self, item: WorkItem) -> ExecutorEvent:
+        if self._stopping.is_set():  # the pool stops (or stopped) with the host: it would never run
+            raise PutBack("this worker host is stopping")
         done = asyncio.get_running_loop().create_future()
         self._running[item.job_id] = done
         self.pool.submit(item)

@@ -247,6 +247,28 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
+def woven_cloth(rng: np.random.Generator, size: int = 384) -> np.ndarray:
+    """A clean hard negative for validation only (not drawn in training, so the shipped weights
+    stay reproducible): plain or twill weave of 4-9 px threads, bright along their middle, at any
+    angle, slightly wavy; often denim-like, one thread set light and the other dark."""
+    y, x = np.mgrid[0:size * 2, 0:size * 2].astype(np.float32) / 2
+    period, turn = rng.uniform(4, 9), rng.uniform(0, np.pi)
+    u, v = x * np.cos(turn) + y * np.sin(turn), y * np.cos(turn) - x * np.sin(turn)
+    u, v = u + rng.uniform(0, 2) * np.sin(v / rng.uniform(20, 80)), v + rng.uniform(0, 2) * np.sin(u / rng.uniform(20, 80))
+    i, j = np.floor(u / period), np.floor(v / period)
+    twill = int(rng.integers(1, 4))
+    warp_on_top = (i + j) % 2 == 0 if twill == 1 else (i - j) % (twill + 1) != 0
+    warp_colour, weft_colour = rng.uniform(0.1, 0.95, 3), rng.uniform(0.1, 0.95, 3)
+    if rng.random() < 0.6:
+        warp_colour = rng.uniform(0.75, 0.95) * (1 - rng.uniform(0, 0.1, 3))
+        weft_colour = rng.uniform(0.1, 0.45) * (1 - rng.uniform(0, 0.6, 3))
+    dark, power = rng.uniform(0.2, 0.6), rng.uniform(0.3, 1.0)
+    warp = (dark + (1 - dark) * np.sin(np.pi * (u / period % 1)) ** power)[..., None] * warp_colour
+    weft = (dark + (1 - dark) * np.sin(np.pi * (v / period % 1)) ** power)[..., None] * weft_colour
+    cloth = np.where(warp_on_top[..., None], warp, weft).astype(np.float32)
+    return np.clip(cv2.resize(cloth, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+
+
 def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int,
                 clean_fraction: float = 0.25) -> Sample:
     names = list(PHOTOS)

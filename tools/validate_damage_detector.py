@@ -6,7 +6,8 @@ Damage from tools/synth_damage.py with seeds apart from training (and from the t
 scikit-image photos only; the held-out benchmark (bench/restore_quality.py) is never used for this.
 Prints, for several (low, high) hysteresis pairs: pixel recall and precision with a 2 px
 tolerance on damaged crops, and the coverage on the clean full-size photos (with and without
-sigma 4 noise + JPEG), for the learned pass alone, the straight-line pass, and both merged.
+sigma 4 noise + JPEG) and on woven cloth (synth_damage.woven_cloth), for the learned pass alone
+(with and without the dense-region test), the straight-line pass, and both merged.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pipelines import damage_detection as dd  # noqa: E402
 from pipelines.base import StepContext  # noqa: E402
 from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
-from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
+from tools.synth_damage import PHOTOS, load_photos, make_sample, woven_cloth  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
 PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.4, 0.8), (0.6, 0.8), (0.5, 0.9), (0.7, 0.9))
@@ -58,22 +59,32 @@ def main() -> None:
     straight = [scratch_mask(s.image) for s in damaged]
     clean = [(name, p) for name, p in photos.items()] + [
         (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
+    cloth_rng = np.random.default_rng(40_000)
+    clean += [(f"cloth{i}", woven_cloth(cloth_rng)) for i in range(8)]
     clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
     for low, high in PAIRS:
-        totals = np.zeros(4)
-        merged_totals = np.zeros(4)
-        for sample, probs, line in zip(damaged, probabilities, straight):
-            learned = dd.hysteresis(probs, low, high)
-            totals += tolerant_scores(learned, sample.mask)
-            merged_totals += tolerant_scores(learned | line, sample.mask)
-        coverage = [100 * dd.hysteresis(p, low, high).mean() for p in clean_probabilities]
-        worst = int(np.argmax(coverage))
-        print(f"low {low} high {high}: learned R {totals[0] / totals[1]:.3f} P {totals[2] / totals[3]:.3f} | "
-              f"merged R {merged_totals[0] / merged_totals[1]:.3f} P {merged_totals[2] / merged_totals[3]:.3f} | "
-              f"clean coverage mean {np.mean(coverage):.3f}% worst {coverage[worst]:.3f}% ({clean[worst][0]})")
+        for dense_test in (False, True):
+            learn = (lambda m: dd.drop_dense_regions(m)) if dense_test else (lambda m: m)
+            report_pair(low, high, dense_test, damaged, probabilities, straight, clean, clean_probabilities, learn)
     line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
     print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
     print("photos:", ", ".join(PHOTOS))
+
+
+def report_pair(low, high, dense_test, damaged, probabilities, straight, clean, clean_probabilities, learn) -> None:
+    totals, merged_totals = np.zeros(4), np.zeros(4)
+    for sample, probs, line in zip(damaged, probabilities, straight):
+        learned = learn(dd.hysteresis(probs, low, high))
+        totals += tolerant_scores(learned, sample.mask)
+        merged_totals += tolerant_scores(learned | line, sample.mask)
+    coverage = [100 * learn(dd.hysteresis(p, low, high)).mean() for p in clean_probabilities]
+    photo_worst = int(np.argmax([c if not name.startswith("cloth") else -1 for (name, _), c in zip(clean, coverage)]))
+    cloth = [c for (name, _), c in zip(clean, coverage) if name.startswith("cloth")]
+    print(f"low {low} high {high} dense test {'on ' if dense_test else 'off'}: "
+          f"learned R {totals[0] / totals[1]:.3f} P {totals[2] / totals[3]:.3f} | "
+          f"merged R {merged_totals[0] / merged_totals[1]:.3f} P {merged_totals[2] / merged_totals[3]:.3f} | "
+          f"clean photos worst {coverage[photo_worst]:.3f}% ({clean[photo_worst][0]}) | "
+          f"cloth mean {np.mean(cloth):.2f}% worst {max(cloth):.2f}%")
 
 
 def degrade_fixed(photo: np.ndarray, seed: int) -> np.ndarray:
