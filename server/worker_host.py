@@ -121,7 +121,7 @@ class WorkerHost:
         done, _ = await asyncio.wait({closing}, timeout=self.config.shutdown_grace_s)
         if not done:
             log.warning("jobs still processing after %.0f s; closing by force", self.config.shutdown_grace_s)
-            await asyncio.wait_for(worker.close(force=True), self.config.shutdown_grace_s)
+            await worker.close(force=True)  # cancels the processors, so it does not wait on them
         await closing
 
     def stop(self) -> None:
@@ -176,7 +176,7 @@ class WorkerHost:
                         options=spec.get("options") or {}, mask_path=str(mask_path) if mask_path else None)
 
     async def _run(self, item: WorkItem) -> ExecutorEvent:
-        if self._stopping.is_set():  # the pool stops (or stopped) with the host: it would never run
+        if self._stopping.is_set():  # the pool stops (or stopped) with the host: it would never run it
             raise PutBack("this worker host is stopping")
         done = asyncio.get_running_loop().create_future()
         self._running[item.job_id] = done
@@ -231,6 +231,10 @@ class WorkerHost:
                 self._forward_progress(event)
             elif event.kind != EventKind.STARTED and event.job_id in self._running:
                 self._running[event.job_id].set_result(event)
+        # The pool has stopped: a job still queued in it will never run, so it goes back to BullMQ.
+        for done in self._running.values():
+            if not done.done():
+                done.set_exception(PutBack("this worker host is stopping"))
 
     def _forward_progress(self, event: ExecutorEvent) -> None:
         entry = self._bull_jobs.get(event.job_id)

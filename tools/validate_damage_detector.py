@@ -59,31 +59,36 @@ def main() -> None:
     straight = [scratch_mask(s.image) for s in damaged]
     clean = [(name, p) for name, p in photos.items()] + [
         (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
-    cloth_rng = np.random.default_rng(40_000)
-    clean += [(f"cloth{i}", woven_cloth(cloth_rng)) for i in range(8)]
     clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
+    cloth_rng = np.random.default_rng(40_000)
+    cloth_probabilities = [dd.damage_probability(woven_cloth(cloth_rng), QUIET, model) for _ in range(8)]
     for low, high in PAIRS:
         for dense_test in (False, True):
-            learn = (lambda m: dd.drop_dense_regions(m)) if dense_test else (lambda m: m)
-            report_pair(low, high, dense_test, damaged, probabilities, straight, clean, clean_probabilities, learn)
+            report_pair(low, high, dense_test, damaged, probabilities, straight,
+                        [name for name, _ in clean], clean_probabilities, cloth_probabilities)
     line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
     print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
     print("photos:", ", ".join(PHOTOS))
 
 
-def report_pair(low, high, dense_test, damaged, probabilities, straight, clean, clean_probabilities, learn) -> None:
+def report_pair(low, high, dense_test, damaged, probabilities, straight, clean_names, clean_probabilities,
+                cloth_probabilities) -> None:
+    def learned(probs: np.ndarray) -> np.ndarray:
+        mask = dd.hysteresis(probs, low, high)
+        return dd.drop_dense_regions(mask) if dense_test else mask
+
     totals, merged_totals = np.zeros(4), np.zeros(4)
     for sample, probs, line in zip(damaged, probabilities, straight):
-        learned = learn(dd.hysteresis(probs, low, high))
-        totals += tolerant_scores(learned, sample.mask)
-        merged_totals += tolerant_scores(learned | line, sample.mask)
-    coverage = [100 * learn(dd.hysteresis(p, low, high)).mean() for p in clean_probabilities]
-    photo_worst = int(np.argmax([c if not name.startswith("cloth") else -1 for (name, _), c in zip(clean, coverage)]))
-    cloth = [c for (name, _), c in zip(clean, coverage) if name.startswith("cloth")]
+        found = learned(probs)
+        totals += tolerant_scores(found, sample.mask)
+        merged_totals += tolerant_scores(found | line, sample.mask)
+    coverage = [100 * learned(p).mean() for p in clean_probabilities]
+    cloth = [100 * learned(p).mean() for p in cloth_probabilities]
+    worst = int(np.argmax(coverage))
     print(f"low {low} high {high} dense test {'on ' if dense_test else 'off'}: "
           f"learned R {totals[0] / totals[1]:.3f} P {totals[2] / totals[3]:.3f} | "
           f"merged R {merged_totals[0] / merged_totals[1]:.3f} P {merged_totals[2] / merged_totals[3]:.3f} | "
-          f"clean photos worst {coverage[photo_worst]:.3f}% ({clean[photo_worst][0]}) | "
+          f"clean coverage mean {np.mean(coverage):.3f}% worst {coverage[worst]:.3f}% ({clean_names[worst]}) | "
           f"cloth mean {np.mean(cloth):.2f}% worst {max(cloth):.2f}%")
 
 
