@@ -60,6 +60,9 @@ class HostConfig:
     shutdown_grace_s: float = 20.0
     # How long a stopping host keeps calling an API that does not answer (None: shutdown_grace_s).
     stopping_api_retry_s: float | None = None
+    # Silence on a connection to the API longer than this is an API that will not answer: the call
+    # is retried. (Not a total: an input or a result may take long to move, in bytes that flow.)
+    api_read_timeout_s: float = 60.0
 
     @property
     def stopping_retry_s(self) -> float:
@@ -88,8 +91,7 @@ class WorkerHost:
         shutil.rmtree(self.jobs_dir, ignore_errors=True)  # what a killed host left behind
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.redis = connect(self.config.broker)
-        headers = {"Authorization": f"Bearer {self.config.token}"}
-        async with aiohttp.ClientSession(self.config.api.rstrip("/"), headers=headers) as self.http:
+        async with self.api_session() as self.http:
             await self.pool.start()
             pump = asyncio.create_task(self._follow_pool())
             heartbeat = asyncio.create_task(self._heartbeat())
@@ -103,6 +105,14 @@ class WorkerHost:
             await asyncio.gather(pump, heartbeat, return_exceptions=True)
             await self._leave(worker)
         await self.redis.aclose()
+
+    def api_session(self) -> aiohttp.ClientSession:
+        """Every call to the API goes through this session. Without a read timeout, a request the
+        API accepted and never answered (it stopped meanwhile) would wait for aiohttp's default
+        5-minute total, holding the job and the host's shutdown that long."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=self.config.api_read_timeout_s)
+        return aiohttp.ClientSession(self.config.api.rstrip("/"), timeout=timeout,
+                                     headers={"Authorization": f"Bearer {self.config.token}"})
 
     async def _leave(self, worker: Worker) -> None:
         """Give the jobs back and leave the registry; with Redis down, only wait so long (BullMQ's

@@ -45,6 +45,19 @@ async def test_upscale_any_outscale_and_scale_one_still_enhances(client):
     assert out.shape == original.shape and np.abs(out - original).mean() > 0.5  # it did change
 
 
+async def test_enhance_at_scale_one_shrinks_the_work_as_oversampling_says(client):
+    photo = encode(astronaut(128), "PNG")
+    shrunk = await completed(client, await submit(client, photo, tool="enhance", filename="a.png",
+                                                   settings={"scale": "1"}))
+    full = await completed(client, await submit(client, photo, tool="enhance", filename="a.png",
+                                                 settings={"scale": "1", "oversampling": 4}))
+    assert (shrunk["upscale"]["inputShrink"], shrunk["upscale"]["windowShrink"]) == (2, 2)  # the default, 2
+    assert (full["upscale"]["inputShrink"], full["upscale"]["windowShrink"]) == (1, 4)
+    assert (shrunk["width"], shrunk["height"]) == (full["width"], full["height"]) == (128, 128)
+    body = await submit(client, photo, tool="upscale", filename="a.png", expect=400, settings={"oversampling": 3})
+    assert body["error"]["fields"][0]["field"] == "oversampling"
+
+
 async def test_alpha_is_kept_and_16_bit_stays_16_bit(client):
     rgba = np.dstack([astronaut(32), np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))])
     result = await completed(client, await submit(client, encode(rgba, "PNG"), tool="upscale",

@@ -1,8 +1,12 @@
 """upscale: Real-ESRGAN super-resolution, tiled, on CPU or GPU, to any factor from 0.25 to 4.
 
 The network runs at its native scale (4, or 2 for x2plus) through :mod:`pipelines.tiling`; its
-output is then resized to ``outscale`` like RealESRGANer does (scale 1 still enhances). Alpha does
-not go through the network: it is resized to the output size. Out of GPU memory, the tile is
+output is then resized to ``outscale`` (scale 1 still enhances). When the output is smaller than
+the native scale makes it, the work is bounded by ``oversampling``: the network's result is at most
+that many times the output's size per side, so the input is first area-shrunk (x4plus at scale 1,
+oversampling 2: a quarter of RealESRGANer's work; 4 is RealESRGANer's way), and each window's
+result is area-shrunk before it is blended, so memory follows the output, not the network's
+result. Alpha does not go through the network: it is resized to the output size. Out of GPU memory, the tile is
 halved down to :data:`MIN_CUDA_TILE`, then the job finishes on the CPU.
 
 torch is imported inside functions only: the server process imports the step registry.
@@ -42,8 +46,11 @@ TILE_SIZE = Param("tileSize", "integer", None, "Tile size in pixels, context inc
                   MIN_TILE, 2048)
 DENOISE_STRENGTH = Param("denoiseStrength", "number", 50, "realesr-general-x4v3 only: 0 keeps grain (its -wdn "
                          "twin), 100 removes it.", 0, 100)
+OVERSAMPLING = Param("oversampling", "integer", 2, "When the output is smaller than the model's native scale: "
+                     "how many times the output's size per side the network works at (4 with x4plus at "
+                     "scale 1 is RealESRGANer's way; 2 does a quarter of that work).", choices=(1, 2, 4))
 KEEP_MONOCHROME = Param("keepMonochrome", "boolean", False, "Keep a monochrome photo's own tint.")
-PARAMS = (MODEL, OUTSCALE, TILE_SIZE, DENOISE_STRENGTH, KEEP_MONOCHROME)
+PARAMS = (MODEL, OUTSCALE, TILE_SIZE, DENOISE_STRENGTH, OVERSAMPLING, KEEP_MONOCHROME)
 
 
 @dataclass(frozen=True)
@@ -55,16 +62,45 @@ class Attempt:
 def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
     model_id = params["model"]
     network = _network(model_id, params["denoiseStrength"], ctx)
-    work = _Work(network, image.rgb, NATIVE_SCALE[model_id], INPUT_MULTIPLE.get(model_id, 1))
-    enhanced, report = _enhance_with_fallback(work, params["tileSize"], ctx)
     width, height = scaled_size(image.width, image.height, params["outscale"])
     size = (height, width)  # _resize takes (height, width)
+    native = NATIVE_SCALE[model_id]
+    pre, post = shrink_factors(native, params["outscale"], params["oversampling"], min(image.rgb.shape[:2]))
+    source = _resize(image.rgb, _shrunk_size(image.rgb.shape, pre)) if pre > 1 else image.rgb
+    work = _Work(network, source, native, INPUT_MULTIPLE.get(model_id, 1), post)
+    enhanced, report = _enhance_with_fallback(work, params["tileSize"], ctx)
     rgb = _resize(enhanced, size)
     if params["keepMonochrome"]:
         rgb = _keep_monochrome(image.rgb, rgb)
     alpha = None if image.alpha is None else _resize(image.alpha, size)
-    measurements = {"model": model_id, "outscale": params["outscale"], **report}
+    measurements = {"model": model_id, "outscale": params["outscale"], "inputShrink": pre, "windowShrink": post,
+                    **report}
     return StepOutcome(replace(image, rgb=rgb, alpha=alpha), measurements={"upscale": measurements})
+
+
+# Below this many pixels on the short side the input is not shrunk first: there is too little to
+# gain, and the network needs some context.
+MIN_SHRUNK_SIDE = 64
+
+
+def shrink_factors(native: int, outscale: float, oversampling: int, short_side: int) -> tuple[int, int]:
+    """(input shrink, per-window shrink), both powers of two.
+
+    The input is shrunk while the network's result stays at least ``oversampling`` times the output
+    per side; each window's result is then shrunk while it stays at least the output's size. At
+    x4plus scale 1: oversampling 4 -> (1, 4), 2 -> (2, 2), 1 -> (4, 1); at scale 4 always (1, 1).
+    """
+    pre = 1
+    while native / (pre * 2) >= outscale * oversampling and short_side // (pre * 2) >= MIN_SHRUNK_SIDE:
+        pre *= 2
+    post = 1
+    while native % (post * 2) == 0 and native / (pre * post * 2) >= outscale:
+        post *= 2
+    return pre, post
+
+
+def _shrunk_size(shape: tuple[int, ...], factor: int) -> tuple[int, int]:
+    return max(1, round(shape[0] / factor)), max(1, round(shape[1] / factor))
 
 
 def _network(model_id: str, denoise_strength: float, ctx: StepContext) -> "torch.nn.Module":
@@ -138,6 +174,7 @@ class _Work:
     rgb: np.ndarray
     scale: int
     input_multiple: int
+    window_shrink: int = 1  # each window's result is area-shrunk by this before blending
 
 
 def _enhance_with_fallback(work: _Work, tile: int | None, ctx: StepContext) -> tuple[np.ndarray, dict[str, Any]]:
@@ -167,11 +204,26 @@ def _enhance(work: _Work, attempt: Attempt, on_tile: Callable[[int, int], None],
 
     precision = precision_of(work.model, attempt.device)  # the loader's, or fp32 on a CPU fallback
     overlap = overlap_for(attempt.tile)
-    result = run_tiled(work.rgb, window_runner(work.model, precision), scale=work.scale, tile=attempt.tile,
+    runner = shrinking(window_runner(work.model, precision), work.window_shrink)
+    result = run_tiled(work.rgb, runner, scale=work.scale // work.window_shrink, tile=attempt.tile,
                        overlap=overlap, mod=work.input_multiple, on_tile=on_tile, check_cancelled=check_cancelled)
     tiles = count_tiles(*work.rgb.shape[:2], attempt.tile, overlap, work.input_multiple)
     return result, {"tiles": tiles, "tileSize": attempt.tile, "overlap": overlap, "precision": precision.name,
                     "device": attempt.device}
+
+
+def shrinking(runner: Callable[[np.ndarray], np.ndarray], factor: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``runner`` whose result is area-averaged over ``factor`` x ``factor`` blocks (the window's
+    result sides are multiples of the native scale, which ``factor`` divides)."""
+    if factor == 1:
+        return runner
+
+    def run(window: np.ndarray) -> np.ndarray:
+        result = runner(window)
+        height, width, channels = result.shape
+        blocks = result.reshape(height // factor, factor, width // factor, factor, channels)
+        return blocks.mean(axis=(1, 3), dtype=np.float32)
+    return run
 
 
 def overlap_for(tile: int) -> int:

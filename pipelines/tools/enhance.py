@@ -43,6 +43,7 @@ def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     if params["enhance"]:
         calls.append(StepCall("upscale", {"model": params["model"], "outscale": factor(params, info),
                                           "tileSize": None, "denoiseStrength": params["denoiseStrength"],
+                                          "oversampling": params["oversampling"],
                                           "keepMonochrome": True},
                               explicit=True, models=model_ids(params["model"])))
     if params["type"] == "face":

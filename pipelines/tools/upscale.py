@@ -9,7 +9,7 @@ from pipelines.tools import InputInfo, StepCall, Tool, scaled
 from pipelines.tools.common import OUTPUT_PARAMS
 
 MODELS = step.MODEL.choices
-MODEL_PARAMS = (step.MODEL, step.DENOISE_STRENGTH)
+MODEL_PARAMS = (step.MODEL, step.DENOISE_STRENGTH, step.OVERSAMPLING)
 MIN_API_TILE = 64  # smaller tiles only cost time; the step takes down to its MIN_TILE for tiny inputs
 
 PARAMS = (
@@ -33,7 +33,7 @@ def outscale(params: ValidParams) -> float:
 
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     step_params = {"model": params["model"], "outscale": outscale(params), "tileSize": params["tileSize"],
-                   "denoiseStrength": params["denoiseStrength"]}
+                   "denoiseStrength": params["denoiseStrength"], "oversampling": params["oversampling"]}
     return [StepCall("upscale", step_params, explicit=True, models=model_ids(params["model"]))]
 
 
