@@ -7,6 +7,8 @@ Run: ``.venv/bin/python bench/face_speed.py [--rounds N]``. Measures only; asser
 * Weights: random (real ones cannot be downloaded here), written in the official layouts.
   GFPGANer reads the same GFPGAN checkpoint from its explicit path; facexlib's model initialisers
   are patched to hand it the detector and parser loaded by Restora: nothing downloads.
+* Each pipeline has its own GFPGAN and ParseNet, loaded as it loads them (Restora's loaders store
+  them channels_last and decide their precision; GFPGANer and facexlib keep them NCHW, fp32).
 * Detection: a random RetinaFace answers "no face", so the shared detector runs its real forward
   and then reports the astronaut's face from fixed landmarks: both pipelines restore that face.
 * Restora runs in the precision its bf16 check chooses here and in the other one (bf16 / fp32);
@@ -31,6 +33,7 @@ import torch
 
 from pipelines.base import Picture, StepContext
 from pipelines.models import face_helpers, gfpgan
+from pipelines.models.loaders import load_model
 from pipelines.precision import psnr
 from pipelines.steps import face_enhancement
 from pipelines.torchvision_compat import ensure_torchvision
@@ -88,6 +91,14 @@ def fixed_precision(runner: Callable[[], np.ndarray], restorer: Any, precision: 
     return run
 
 
+def facexlib_parsenet(path: Path) -> torch.nn.Module:
+    """ParseNet as facexlib's init_parsing_model leaves it (NCHW, fp32), from the same file: Restora's
+    loader stores its weights channels_last, which would speed up GFPGANer's parsing too."""
+    model = face_helpers.build_parsenet()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return model.eval().requires_grad_(False)
+
+
 def gfpganer_runner(checkpoint: Path, detector: Any, parser: Any, photo: np.ndarray) -> Callable[[], np.ndarray]:
     ensure_torchvision()
     from gfpgan.utils import GFPGANer
@@ -130,7 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         paths = write_checkpoints(Path(scratch))
         detector = AstronautDetector(face_helpers.load_retinaface(paths["detector"], "cpu"))
-        face_parser = face_helpers.load_parsenet(paths["parser"], "cpu")
+        face_parser = load_model("parsenet", paths["parser"], "cpu")  # as a worker loads it: precision decided
         restorer = gfpgan.load_gfpgan(paths["gfpgan"], "cpu")
         models = {face_enhancement.DETECTOR_ID: detector, face_enhancement.RESTORER_ID: restorer,
                   face_enhancement.PARSER_ID: face_parser}  # a ModelProvider: the step only calls .get
@@ -139,7 +150,8 @@ def main() -> None:
         other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU
         restora = restora_runner(models, photo, threads)
         runners = {f"restora-{chosen.name}": fixed_precision(restora, restorer, chosen),
-                   "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, face_parser, photo),
+                   "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, facexlib_parsenet(paths["parser"]),
+                                                    photo),
                    f"restora-{other.name}": fixed_precision(restora, restorer, other)}
         timings, outputs = time_alternately(runners, rounds)
     report(chosen, timings, outputs, threads, rounds)

@@ -135,7 +135,9 @@ def worker_config(settings: Settings) -> dict[str, Any]:
     """What each spawned worker process is told: where models are, how long a decode may take."""
     return {"modelsDir": str(settings.models_dir),
             "manifestsDir": str(settings.manifests_dir) if settings.manifests_dir else None,
-            "decodeTimeout": settings.decode_timeout_s}
+            "decodeTimeout": settings.decode_timeout_s,
+            # bf16-or-fp32 decisions per model file and device: a restarted worker does not calibrate again
+            "precisionCache": str(settings.data_dir / "precision-decisions.json")}
 
 
 def _result_builder(app: web.Application):

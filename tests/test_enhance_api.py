@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ async def test_upscale_any_outscale_and_scale_one_still_enhances(client):
     assert out.shape == original.shape and np.abs(out - original).mean() > 0.5  # it did change
 
 
-async def test_enhance_at_scale_one_shrinks_the_work_as_oversampling_says(client):
+async def test_enhance_at_scale_one_shrinks_the_work_as_oversampling_says(client, settings):
     photo = encode(astronaut(128), "PNG")
     shrunk = await completed(client, await submit(client, photo, tool="enhance", filename="a.png",
                                                    settings={"scale": "1"}))
@@ -56,6 +57,9 @@ async def test_enhance_at_scale_one_shrinks_the_work_as_oversampling_says(client
     assert (shrunk["width"], shrunk["height"]) == (full["width"], full["height"]) == (128, 128)
     body = await submit(client, photo, tool="upscale", filename="a.png", expect=400, settings={"oversampling": 3})
     assert body["error"]["fields"][0]["field"] == "oversampling"
+    # The worker kept x4plus's bf16-or-fp32 decision for the next worker to read back.
+    decisions = json.loads((settings.data_dir / "precision-decisions.json").read_text())
+    assert [entry["name"] for key, entry in decisions.items() if "x4plus" in key.lower()] == [shrunk["upscale"]["precision"]]
 
 
 async def test_alpha_is_kept_and_16_bit_stays_16_bit(client):

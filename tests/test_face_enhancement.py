@@ -310,6 +310,25 @@ def test_bf16_check_compares_against_fp32():
     assert 35 < gfpgan.bf16_agreement_db(Tiny().eval(), face) < math.inf
 
 
+def test_parsenet_runs_bf16_where_its_labels_agree_with_fp32(nets, monkeypatch):
+    from pipelines import precision
+
+    parser = nets[fe.PARSER_ID]  # read back through its loader, which decided
+    assert parser.precision.name == ("bf16" if precision.cpu_has_bf16_units() else "fp32")
+    face = gfpgan.calibration_face()
+    fp32 = face_helpers.parse_face(parser, face, Precision("fp32", "cpu", channels_last=True))
+    bf16 = face_helpers.parse_face(parser, face, Precision("bf16", "cpu", channels_last=True))
+    assert (fp32 == bf16).mean() > 0.99  # measured 0.996 with these random weights
+    assert (face_helpers.parse_face(parser, face) == fp32).all()  # channels_last changes no label
+    assert face_helpers.label_agreement_db(fp32, fp32) == math.inf
+    flipped = fp32.copy()
+    flipped[200:260, 200:260] = (flipped[200:260, 200:260] + 1) % 19  # 1.4% of the face relabelled
+    assert face_helpers.label_agreement_db(flipped, fp32) < precision.BF16_MIN_PSNR_DB
+    assert face_helpers.parsenet_precision(parser, "cuda").name == "fp16"
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
+    assert face_helpers.parsenet_precision(parser, "cpu").name == "fp32"
+
+
 def test_nms_keeps_boxes_whose_iou_is_nan():
     """torchvision suppresses only when IoU > threshold: two zero-area boxes (IoU 0/0) both stay."""
     import torch

@@ -8,6 +8,7 @@ Also here: running them on float RGB images (:func:`detect_faces`, :func:`parse_
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from pipelines.base import scaled_size
 
 if TYPE_CHECKING:
     import torch
+
+    from pipelines.precision import Precision
 
 DETECTION_THRESHOLD = 0.97  # GFPGANer's: RetinaFace scores real faces at 0.99+
 MIN_EYE_DISTANCE = 5.0  # full-resolution pixels; GFPGANer skips such side-on or tiny faces too
@@ -80,12 +83,43 @@ def build_parsenet() -> "torch.nn.Module":
 
 
 def load_parsenet(path: Path, device: str) -> "torch.nn.Module":
-    """ParseNet from ``parsing_parsenet.pth`` (a bare state dict)."""
+    """ParseNet from ``parsing_parsenet.pth`` (a bare state dict), weights stored channels_last
+    (its loader then decides its precision: :func:`parsenet_precision`)."""
     import torch
 
     model = build_parsenet()
     model.load_state_dict(torch.load(Path(path), map_location="cpu", weights_only=True), strict=True)
-    return model.eval().requires_grad_(False).to(device)
+    return model.eval().requires_grad_(False).to(device).to(memory_format=torch.channels_last)
+
+
+def parsenet_precision(model: "torch.nn.Module", device: str) -> "Precision":
+    """bf16 on CPUs with bf16 units when its labels on the calibration face agree with fp32's within
+    BF16_MIN_PSNR_DB (:func:`label_agreement_db`); fp16 on CUDA; fp32 otherwise. channels_last bf16
+    parsed a face in 1.26 s against 2.65 s fp32 NCHW (docs/NOTES.md, "GFPGAN")."""
+    from pipelines import precision as shared
+    from pipelines.models.gfpgan import calibration_face
+
+    def agreement_db() -> float:
+        face = calibration_face()
+        fp32, bf16 = (parse_face(model, face, shared.Precision(name, "cpu", channels_last=True))
+                      for name in ("fp32", "bf16"))
+        return label_agreement_db(bf16, fp32)
+    return shared.decide_precision(device, agreement_db, channels_last=True,
+                                   bf16_allowed=shared.cpu_has_bf16_units, name="ParseNet")
+
+
+LABEL_BLUR_SIGMA = 8.0  # half the paste mask's feathering (face_enhancement.FEATHER_SIGMA, 15.6 px)
+
+
+def label_agreement_db(first: np.ndarray, second: np.ndarray, classes: int = 19) -> float:
+    """PSNR between two label maps seen as blurred one-hot masks: the face step feathers its mask
+    before use, so a flipped label counts by how far it moves a blurred mask, not a hard edge."""
+    from pipelines.precision import psnr
+
+    def soft(labels: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.GaussianBlur((labels == k).astype(np.float32), (0, 0), LABEL_BLUR_SIGMA)
+                         for k in range(classes)])
+    return psnr(soft(first), soft(second))
 
 
 def detect_faces(detector: Any, rgb: np.ndarray, max_side: int) -> list[DetectedFace]:
@@ -119,14 +153,23 @@ def _face_from_row(row: np.ndarray, factor: float) -> DetectedFace:
     return DetectedFace(box=(x0, y0, x1, y1), score=float(row[4]), landmarks=row[5:15].reshape(5, 2) / factor)
 
 
-def parse_face(parser: "torch.nn.Module", face: np.ndarray) -> np.ndarray:
+def parse_face(parser: "torch.nn.Module", face: np.ndarray, precision: "Precision | None" = None) -> np.ndarray:
     """ParseNet's class per pixel (uint8 512x512, CelebAMask-HQ's 19 labels) of an aligned face."""
+    import torch
+
+    logits = _parse_logits(parser, face, precision)
+    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+
+
+def _parse_logits(parser: "torch.nn.Module", face: np.ndarray, precision: "Precision | None") -> "torch.Tensor":
     import torch
 
     if face.shape[:2] != (PARSE_SIZE, PARSE_SIZE):
         face = cv2.resize(face, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
     device = next(parser.parameters()).device
     tensor = torch.from_numpy(np.ascontiguousarray(face.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
-    with torch.inference_mode():
-        logits = parser((tensor * 2 - 1).to(device))[0]  # ParseNet also works in [-1, 1]
-    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+    tensor = (tensor * 2 - 1).to(device)  # ParseNet also works in [-1, 1]
+    if precision is not None and precision.channels_last:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), (precision.autocast(device.type) if precision else contextlib.nullcontext()):
+        return parser(tensor)[0]

@@ -11,8 +11,10 @@ the weights actually loaded, its output on :func:`calibration_face` matches fp32
 otherwise. The check runs once per worker and device (one bf16 and one fp32 forward), because
 offline only random weights could be measured, and those say little about the real ones (the
 figures, and why bf16's speed on CPU is still an open question: docs/NOTES.md, "GFPGAN").
-GFPGAN runs NCHW: it flattens features with ``.view()``, which channels_last breaks. ParseNet
-always runs fp32 (unmeasured in bf16).
+On the CPU GFPGAN runs channels_last (bf16: 1.19 s per face against 1.44 s NCHW; fp32 the same,
+docs/NOTES.md "GFPGAN"): the loader stores its 2-D convolutions' weights channels_last, and the
+encoder's last feature map is made contiguous again, because GFPGAN flattens it with ``.view()``.
+(Its StyleGAN convolutions modulate their weights at every call: those stay as they come.)
 """
 from __future__ import annotations
 
@@ -32,9 +34,8 @@ GFPGAN_V14_ARGS = dict(out_size=FACE_SIZE, num_style_feat=512, channel_multiplie
                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
                        sft_half=True)
 
-# Contiguous (NCHW) only: GFPGAN flattens its encoder features with .view(), which channels_last breaks.
-FP32_CPU = Precision("fp32", "cpu", channels_last=False)
-BF16_CPU = Precision("bf16", "cpu", channels_last=False)
+FP32_CPU = Precision("fp32", "cpu", channels_last=True)
+BF16_CPU = Precision("bf16", "cpu", channels_last=True)
 
 _decisions: dict[str, Precision] = {}  # per device; tests and bench/face_speed.py preset "cpu"
 
@@ -63,7 +64,21 @@ def load_gfpgan(path: Path, device: str) -> "torch.nn.Module":
     # assign=True swaps the meta tensors for the checkpoint's: strict makes sure none is left over.
     model.load_state_dict(select_state_dict(checkpoint), strict=True, assign=True)
     _require_materialized(model)
-    return model.eval().requires_grad_(False).to(device)
+    model = model.eval().requires_grad_(False).to(device)
+    use_channels_last(model)
+    return model
+
+
+def use_channels_last(model: "torch.nn.Module") -> None:
+    """Store the 2-D convolutions' weights channels_last, and hand the encoder's last feature map
+    on contiguous: ``GFPGANv1Clean.forward`` flattens it with ``.view()``."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.to(memory_format=torch.channels_last)
+    model.final_conv.register_forward_hook(lambda _module, _inputs, output: output.contiguous())
+    model.channels_last_ready = True
 
 
 def _require_materialized(model: "torch.nn.Module") -> None:
@@ -81,6 +96,8 @@ def restore_face(model: "torch.nn.Module", face: np.ndarray, precision: Precisio
     device = next(model.parameters()).device
     tensor = torch.from_numpy(np.ascontiguousarray(face.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
     tensor = (tensor * 2 - 1).to(device)  # GFPGAN works in [-1, 1]
+    if precision.channels_last and getattr(model, "channels_last_ready", False):  # not a hand-built network
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), precision.autocast(device.type):
         output = model(tensor, return_rgb=False, randomize_noise=False)[0]
     output = (output.float().clamp(-1, 1) + 1) / 2
@@ -95,12 +112,12 @@ def gfpgan_precision(model: "torch.nn.Module", device: str) -> Precision:
 def _decide(model: "torch.nn.Module", device: str) -> Precision:
     # cpu_has_bf16_units is read from this module at call time, so tests can patch it here.
     return _shared.decide_precision(device, lambda: bf16_agreement_db(model, calibration_face()),
-                                    channels_last=False, bf16_allowed=cpu_has_bf16_units, name="GFPGAN")
+                                    channels_last=True, bf16_allowed=cpu_has_bf16_units, name="GFPGAN")
 
 
 def precision_for_agreement(psnr_db: float) -> Precision:
     """bf16 when its output matched fp32 closely enough on the calibration face, else fp32."""
-    return _shared.precision_for_agreement(psnr_db, channels_last=False, name="GFPGAN")
+    return _shared.precision_for_agreement(psnr_db, channels_last=True, name="GFPGAN")
 
 
 def bf16_agreement_db(model: "torch.nn.Module", face: np.ndarray) -> float:

@@ -5,8 +5,10 @@ and keep the result warm. Loaders never download anything and never look at the 
 
 A loader also decides the precision its model runs in, once, when it loads it, and leaves the
 decision on the model as ``model.precision`` (a :class:`pipelines.precision.Precision`): steps
-only read it. DDColor's loader keeps it on its colorizer; networks that always run fp32
-(RetinaFace, ParseNet, LaMa) and the ONNX sessions carry none.
+only read it. Given a :class:`pipelines.models.precision_cache.PrecisionCache`, the decisions of
+Real-ESRGAN, GFPGAN and ParseNet are kept on disk per model file and device. DDColor's loader
+keeps its decision on its colorizer; networks that always run fp32 (RetinaFace, LaMa) and the
+ONNX sessions carry none.
 
 Models that ship in the package (:data:`PACKAGED`) need no bundle: :class:`PackagedModels`
 provides them by id, and the worker's provider falls back to it.
@@ -17,9 +19,12 @@ import importlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipelines.registry import Registry
+
+if TYPE_CHECKING:
+    from pipelines.models.precision_cache import PrecisionCache
 
 log = logging.getLogger("restora.models")
 Loader = Callable[[Path, str], Any]
@@ -59,25 +64,30 @@ def _lazy(module: str, function: str) -> Loader:
     return load
 
 
-def _decided(load: Loader, module: str, decide: str) -> Loader:
-    """``load``, then ``module.decide(model, device)`` picks the precision, kept on the model."""
+def _decided(load: Loader, module: str, decide: str, cache: "PrecisionCache | None") -> Loader:
+    """``load``, then ``module.decide(model, device)`` picks the precision, kept on the model; with a
+    cache, a decision already taken for this file and device is read back instead of measured."""
     def load_and_decide(path: Path, device: str) -> Any:
         model = load(path, device)
-        model.precision = getattr(importlib.import_module(module), decide)(model, device)
+
+        def measure() -> Any:
+            return getattr(importlib.import_module(module), decide)(model, device)
+        model.precision = measure() if cache is None else cache.decided(path, device, measure)
         return model
     return load_and_decide
 
 
-def build_loader_registry() -> Registry[Loader]:
+def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loader]:
     registry: Registry[Loader] = Registry("loader")
-    esrgan = ("pipelines.precision", "realesrgan_precision")
+    esrgan = ("pipelines.precision", "realesrgan_precision", cache)
     registry.register("rrdbnet-x4", _decided(_rrdbnet(4), *esrgan))
     registry.register("rrdbnet-x2", _decided(_rrdbnet(2), *esrgan))
     registry.register("srvgg-x4", _decided(_srvgg_x4, *esrgan))
     registry.register("gfpgan-v1-clean", _decided(_lazy("pipelines.models.gfpgan", "load_gfpgan"),
-                                                  "pipelines.models.gfpgan", "gfpgan_precision"))
+                                                  "pipelines.models.gfpgan", "gfpgan_precision", cache))
     registry.register("retinaface-resnet50", _lazy("pipelines.models.face_helpers", "load_retinaface"))
-    registry.register("parsenet", _lazy("pipelines.models.face_helpers", "load_parsenet"))
+    registry.register("parsenet", _decided(_lazy("pipelines.models.face_helpers", "load_parsenet"),
+                                           "pipelines.models.face_helpers", "parsenet_precision", cache))
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
     registry.register("damage-unet", _lazy("pipelines.damage_detection", "load_detector"))
     registry.register("lama-torchscript", _lazy("pipelines.models.lama", "load_lama"))

@@ -112,14 +112,16 @@ def _enhance_faces(source: np.ndarray, canvas: np.ndarray, faces: list[tuple[Det
     from pipelines.precision import precision_of
 
     restorer, parser = ctx.model(RESTORER_ID, BUNDLE), ctx.model(PARSER_ID, BUNDLE)
-    precision = precision_of(restorer, ctx.device, channels_last=False)  # GFPGAN runs NCHW
+    # The loaders' decisions; fp32 for networks no loader decided for (built by hand, as in tests).
+    precision = precision_of(restorer, ctx.device, channels_last=False)
+    parse_precision = precision_of(parser, ctx.device, channels_last=False)
     strength = restoration_strength(params["fidelity"])
     for index, (_, matrix) in enumerate(faces):
         ctx.progress(DETECT_SHARE + (1 - DETECT_SHARE) * index / len(faces),
                      f"Enhancing face {index + 1}/{len(faces)}")
         ctx.check_cancelled()
         restored = restore_face(restorer, align_face(source, matrix), precision)
-        mask = feathered_mask(parse_face(parser, restored))
+        mask = feathered_mask(parse_face(parser, restored, parse_precision))
         paste_face(canvas, restored, mask * strength, inverse_alignment(matrix, params["upscale"]))
     ctx.progress(1.0, f"Enhanced {len(faces)} face{'s' if len(faces) != 1 else ''}")
 

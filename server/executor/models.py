@@ -13,17 +13,19 @@ from typing import Any
 
 from pipelines.base import ModelUnavailable
 from pipelines.models.loaders import PACKAGED, PackagedModels, build_loader_registry, use_torch_threads
+from pipelines.models.precision_cache import PrecisionCache
 from server.bundles.catalog import BundleCatalog, install_command
 
 log = logging.getLogger("restora.models")
 
 
 class InstalledModels:
-    def __init__(self, catalog: BundleCatalog, device: str, threads: int | None = None):
+    def __init__(self, catalog: BundleCatalog, device: str, threads: int | None = None,
+                 precision_cache: PrecisionCache | None = None):
         self.catalog = catalog
         self.device = device
         self.threads = threads
-        self.loaders = build_loader_registry()
+        self.loaders = build_loader_registry(precision_cache)
         self.packaged = PackagedModels(device, threads)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -21,6 +21,7 @@ from typing import Any, Callable, TextIO
 
 from pipelines.base import Cancelled, InvalidStepParams, PipelineError
 from pipelines.imaging.isolated import decode_isolated
+from pipelines.models.precision_cache import PrecisionCache
 from pipelines.runner import RunRequest, run_tool_job
 from pipelines.steps import build_step_registry
 from server.bundles.catalog import BundleCatalog
@@ -62,7 +63,9 @@ class Worker:
         self.device = configure_runtime(self.config)
         catalog = BundleCatalog.open(Path(self.config["modelsDir"]),
                                      Path(self.config["manifestsDir"]) if self.config.get("manifestsDir") else None)
-        self.models = InstalledModels(catalog, self.device, int(self.config["threads"]))
+        cache = self.config.get("precisionCache")
+        self.models = InstalledModels(catalog, self.device, int(self.config["threads"]),
+                                      PrecisionCache(Path(cache)) if cache else None)
         if "background-removal" in catalog.installed_names():
             # Importing rembg takes seconds even with its kernels compiled: not on a job's clock.
             threading.Thread(target=_warm_rembg, name="warm-rembg", daemon=True).start()
