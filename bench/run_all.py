@@ -22,6 +22,7 @@ RUNS = [
     ("face_speed.py", ["--rounds", "1"]),
     ("colorize_bench.py", ["--repeats", "1"]),
     ("remove_bg_bench.py", []),
+    ("remove_bg_full.py", []),
     ("restore_quality.py", []),
     ("enhance_scale1.py", []),
     ("sse_fanout.py", ["--subscribers", "5000"]),

@@ -77,6 +77,13 @@ def _decided(load: Loader, module: str, decide: str, cache: "PrecisionCache | No
     return load_and_decide
 
 
+def _rembg(cache: "PrecisionCache | None") -> Loader:
+    """rembg sessions, whose bf16-or-ONNX-Runtime decision is kept in ``cache``."""
+    def load(path: Path, device: str) -> Any:
+        return importlib.import_module("pipelines.models.rembg_sessions").load_session(path, device, cache)
+    return load
+
+
 def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loader]:
     registry: Registry[Loader] = Registry("loader")
     esrgan = ("pipelines.precision", "realesrgan_precision", cache)
@@ -91,7 +98,7 @@ def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loa
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
     registry.register("damage-unet", _lazy("pipelines.damage_detection", "load_detector"))
     registry.register("lama-torchscript", _lazy("pipelines.models.lama", "load_lama"))
-    registry.register("rembg", _lazy("pipelines.models.rembg_sessions", "load_session"))
+    registry.register("rembg", _rembg(cache))
     return registry
 
 

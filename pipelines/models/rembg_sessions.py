@@ -7,6 +7,13 @@ file is passed explicitly: ``U2NET_HOME`` and ``REMBG_HOME`` are neither read no
 leaks into other loads, and pooch cannot be reached. Everything else (pre-processing, inference,
 post-processing) is rembg's own code.
 
+Inference on a CPU with bf16 units (AMX, AVX512-BF16): the same ONNX graph can run in torch in
+bf16 with channels_last (:mod:`pipelines.models.onnx_torch`), which measured 1.9x (u2netp) and
+2.5x (u2net) faster than ONNX Runtime's fp32 per forward (docs/NOTES.md, "rembg"). It is used
+only where, on a fixed photo, its mask matches ONNX Runtime's within
+:data:`pipelines.precision.BF16_MIN_PSNR_DB`; the decision is kept in the precision cache, per
+model file and device. Otherwise, and on CUDA, ONNX Runtime runs the model as rembg would.
+
 ``import rembg`` compiles pymatting's numba kernels the first time in a fresh environment (a minute
 or more; docs/NOTES.md), so nothing here imports it at module import: call
 :func:`warm_up_rembg` from a background thread at worker start.
@@ -19,9 +26,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from pipelines.base import ModelUnavailable
+
+if TYPE_CHECKING:
+    from pipelines.models.precision_cache import PrecisionCache
+    from pipelines.precision import Precision
 
 log = logging.getLogger("restora.models.rembg")
 
@@ -46,8 +59,27 @@ def warm_up_rembg() -> float:
         return _first_import_seconds
 
 
-def load_session(path: Path, device: str) -> Any:
-    """A rembg session for ``path`` (named ``<session-name>.onnx``) on ``device``; never downloads."""
+def load_session(path: Path, device: str, cache: "PrecisionCache | None" = None) -> Any:
+    """A rembg session for ``path`` (named ``<session-name>.onnx``) on ``device``; never downloads.
+
+    Its inference runs in torch bf16 where that was decided (see the module's docstring); the
+    decision is read from ``cache`` when it holds one for this file and device.
+    """
+    path = Path(path)
+    session = load_onnxruntime_session(path, device)
+    if not _bf16_possible(device):
+        return session
+    candidate = _TorchCandidate(path)
+    decide = lambda: _decide(session, candidate)  # noqa: E731
+    precision = decide() if cache is None else cache.decided(path, device, decide)
+    if precision.name == "bf16":
+        session.inner_session = candidate.get()
+    log.info("rembg %s inference: %s", path.stem, session.inner_session.get_providers()[0])
+    return session
+
+
+def load_onnxruntime_session(path: Path, device: str) -> Any:
+    """rembg's own session for ``path``, run by ONNX Runtime."""
     path = Path(path)
     if not path.is_file():
         raise ModelUnavailable(f"The model file {path} is missing: reinstall the {BUNDLE} bundle.",
@@ -57,6 +89,73 @@ def load_session(path: Path, device: str) -> Any:
     session = _build(session_class, path, _providers(device))
     log.info("rembg session %s on %s", path.stem, session.inner_session.get_providers())
     return session
+
+
+def _bf16_possible(device: str) -> bool:
+    from pipelines.precision import cpu_has_bf16_units
+
+    return not device.startswith("cuda") and cpu_has_bf16_units()
+
+
+class _TorchCandidate:
+    """The model's graph in torch bf16, built on first use (not at all when a stored decision says
+    ONNX Runtime), at most once."""
+
+    def __init__(self, path: Path):
+        self.path, self._session = path, None
+
+    def get(self) -> Any:
+        if self._session is None:
+            import torch
+
+            from pipelines.models.onnx_torch import TorchOnnxSession
+            self._session = TorchOnnxSession(self.path, "cpu", torch.bfloat16)
+        return self._session
+
+
+def _decide(session: Any, candidate: _TorchCandidate) -> "Precision":
+    """bf16 or ONNX Runtime (fp32) for this model; a graph torch cannot run stays on ONNX Runtime."""
+    from pipelines.models.onnx_torch import UnsupportedGraph
+    from pipelines.precision import Precision
+
+    try:
+        torch_session = candidate.get()
+    except UnsupportedGraph as exc:
+        log.info("rembg %s stays on ONNX Runtime: %s", candidate.path.stem, exc)
+        return Precision("fp32", "cpu", channels_last=False)
+    return bf16_decision(session, torch_session)
+
+
+def bf16_decision(session: Any, torch_session: Any) -> "Precision":
+    """bf16 when the torch session's mask of a fixed photo matches ONNX Runtime's closely enough.
+
+    The masks compared are rembg's final ones (after its min-max stretch and resize), so the measure
+    is what a user would see. A graph that fails to run in torch is fp32, that is ONNX Runtime.
+    """
+    from pipelines.precision import Precision, precision_for_agreement, psnr
+
+    photo = calibration_photo()
+    reference = np.asarray(session.predict(photo)[0], np.float32) / 255.0
+    onnxruntime_session = session.inner_session
+    session.inner_session = torch_session
+    try:
+        candidate = np.asarray(session.predict(photo)[0], np.float32) / 255.0
+    except (RuntimeError, ValueError, IndexError) as exc:  # an operator torch cannot run as the graph says
+        log.warning("rembg graph failed in torch (%s): ONNX Runtime runs it", exc)
+        return Precision("fp32", "cpu", channels_last=False)
+    finally:
+        session.inner_session = onnxruntime_session
+    return precision_for_agreement(psnr(candidate, reference), channels_last=True, name="rembg")
+
+
+def calibration_photo() -> Any:
+    """scikit-image's astronaut (bundled with scikit-image, which rembg needs): a photo with one
+    clear subject, where a saliency model is confident; a synthetic card has none, and the model's
+    output there is all doubt, stretched by rembg's min-max normalisation."""
+    from PIL import Image
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((512, 512), Image.Resampling.BILINEAR)
 
 
 def _session_class(session_name: str) -> type:
