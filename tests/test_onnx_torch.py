@@ -216,3 +216,102 @@ def test_intermediates_are_freed_once_read_for_the_last_time(u2netp_file: Path) 
     # Only the graph's outputs outlive the evaluation (the feed too is freed): holding every intermediate
     # made IS-Net at 1024 px keep gigabytes and run 2x slower, noisily (docs/NOTES.md, "rembg").
     assert left == {port.name for port in session.get_outputs()}
+
+
+class ManyOperators(nn.Module):
+    """Shape arithmetic (exported with dynamic sizes), pooling, reshapes and elementwise maths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool2d(torch.tanh(F.leaky_relu(self.conv(x), 0.2)), 2, ceil_mode=True)
+        b, c, h, w = y.shape
+        z = y.reshape(b, c, h * w).transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        z = torch.clamp(z, -0.5, 0.5) / 2.0 + F.adaptive_avg_pool2d(y, 1)
+        z = torch.sqrt(z * z + 1.0) - torch.exp(-z) + torch.floor(z * 3) ** 2
+        z = z[:, 1:3, : h // 2 + 1]
+        return torch.sigmoid(F.interpolate(z, size=(h * 2 + 1, w * 3), mode="bilinear", align_corners=False))
+
+
+def test_shape_arithmetic_and_elementwise_operators_match_onnxruntime(tmp_path: Path) -> None:
+    path = export(ManyOperators(), tmp_path / "many.onnx", dynamic_axes={"input.1": {2: "h", 3: "w"}})
+    assert {"Gather", "Unsqueeze", "Cast", "Reshape", "Transpose", "Div", "Clip", "Pow", "AveragePool",
+            "GlobalAveragePool", "Floor", "Neg", "Exp", "Sqrt", "LeakyRelu", "Tanh"} <= operator_types(path)
+    for size in ((24, 24), (30, 22), (17, 29)):  # odd sizes: ceil_mode, integer division, slicing
+        batch = np.random.default_rng(5).normal(size=(1, 3, *size)).astype(np.float32)
+        reference = onnxruntime_outputs(path, batch)[0]
+        ours = torch_outputs(path, batch)[0]
+        assert ours.shape == reference.shape
+        np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def hand_made(path: Path, nodes: list, initializers: list) -> Path:
+    """A graph ``input`` (1, 3, H, W) -> ``mask`` written with onnx.helper (cases torch never exports)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "case", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
+                              [helper.make_tensor_value_info("mask", TensorProto.FLOAT, None)], initializers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def weight(name: str = "w") -> object:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.array([4.0, 0.0, -4.0], np.float32).reshape(1, 3, 1, 1), name)
+
+
+def test_cases_it_does_not_implement_are_refused_not_approximated(tmp_path: Path) -> None:
+    from onnx import helper
+
+    batch = {"input": np.ones((1, 3, 8, 8), np.float32)}
+    asymmetric = hand_made(tmp_path / "pads.onnx", [helper.make_node("Conv", ["input", "w"], ["mask"],
+                                                                     pads=[0, 0, 1, 1])], [weight()])
+    with pytest.raises(UnsupportedGraph, match="asymmetric pads"):
+        TorchOnnxSession(asymmetric).run(None, batch)
+    computed = hand_made(tmp_path / "computed.onnx", [helper.make_node("Identity", ["w"], ["w2"]),
+                                                      helper.make_node("Conv", ["input", "w2"], ["mask"])], [weight()])
+    with pytest.raises(UnsupportedGraph, match="computed in the graph"):
+        TorchOnnxSession(computed)
+
+
+def half_pixel_nearest(path: Path) -> Path:
+    """Resize with nearest and half_pixel coordinates: ONNX's default rounding, which torch lacks."""
+    from onnx import helper, numpy_helper
+
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    return hand_made(path, [helper.make_node("Conv", ["input", "w"], ["logit"]),
+                            helper.make_node("Resize", ["logit", "", "scales"], ["up"], mode="nearest"),
+                            helper.make_node("Sigmoid", ["up"], ["mask"])], [weight(), scales])
+
+
+def test_a_graph_that_fails_in_torch_at_the_check_stays_on_onnxruntime(tmp_path: Path) -> None:
+    path = half_pixel_nearest(tmp_path / "u2netp" / "u2netp.onnx")
+    TorchOnnxSession(path)  # every operator is known: the failure comes only when it runs
+    cache = PrecisionCache(tmp_path / "decisions.json")
+    session = load_session(path, "cpu", cache)
+    assert session.inner_session.get_providers() == ["CPUExecutionProvider"]
+    assert [d["name"] for d in json.loads(cache.path.read_text()).values()] == ["fp32"]
+    from PIL import Image
+
+    red_to_blue = np.zeros((30, 40, 3), np.uint8)
+    red_to_blue[..., 0], red_to_blue[..., 2] = np.linspace(0, 255, 40, dtype=np.uint8), 128
+    assert session.predict(Image.fromarray(red_to_blue))[0].size == (40, 30)  # ONNX Runtime is back in place
+
+
+def test_a_stored_bf16_decision_the_interpreter_cannot_honour_keeps_onnxruntime(tmp_path: Path) -> None:
+    path = half_pixel_nearest(tmp_path / "u2netp" / "u2netp.onnx")
+    cache = PrecisionCache(tmp_path / "decisions.json")
+    cache.decided(path, rembg_sessions._decision_device("cpu"), lambda: precision.Precision("bf16", "cpu", True, 60.0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pipelines.models.onnx_torch.TorchOnnxSession.__init__", _refuse)
+        assert load_session(path, "cpu", cache).inner_session.get_providers() == ["CPUExecutionProvider"]
+
+
+def _refuse(*args: object, **kwargs: object) -> None:
+    raise UnsupportedGraph("refused by the test")

@@ -1,7 +1,7 @@
 """A tiny ONNX model in rembg's input/output format, for tests and benchmarks.
 
-The `onnx` package is not a dependency (and torch.onnx.export needs it), so the few protobuf
-messages are written by hand: field numbers from the ONNX project's onnx/onnx.proto
+The few protobuf messages are written by hand (this file predates the `onnx` dependency and needs
+neither it nor torch's exporter): field numbers from the ONNX project's onnx/onnx.proto
 (github.com/onnx/onnx).
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ A loader also decides the precision its model runs in, once, when it loads it, a
 decision on the model as ``model.precision`` (a :class:`pipelines.precision.Precision`): steps
 only read it. Given a :class:`pipelines.models.precision_cache.PrecisionCache`, the decisions of
 Real-ESRGAN, GFPGAN and ParseNet are kept on disk per model file and device. DDColor's loader
-keeps its decision on its colorizer; networks that always run fp32 (RetinaFace, LaMa) and the
-ONNX sessions carry none.
+keeps its decision on its colorizer; networks that always run fp32 (RetinaFace, LaMa) carry
+none. rembg's sessions decide between torch bf16 and ONNX Runtime for their inference, kept in the
+same cache (:func:`pipelines.models.rembg_sessions.load_session`).
 
 Models that ship in the package (:data:`PACKAGED`) need no bundle: :class:`PackagedModels`
 provides them by id, and the worker's provider falls back to it.

@@ -1,7 +1,7 @@
 """An ONNX graph run by torch, for rembg's convolutional models in bf16 with channels_last.
 
-ONNX Runtime runs these models in fp32 on the CPU; the same convolutions in bf16 on AMX run
-several times faster (docs/NOTES.md, "rembg"). This module reads the ONNX file and evaluates its
+ONNX Runtime runs these models in fp32 on the CPU; the same graphs in bf16 on AMX ran 1.9x
+(u2netp) to 3.2x (isnet at 1024 px) faster per forward (docs/NOTES.md, "rembg"). This module reads the ONNX file and evaluates its
 nodes in order with torch operators: a small interpreter, not a code generator, so what runs is
 visibly the file's own graph. Convolution weights are cast once, at load, to the run's dtype and
 memory format; batch norm that follows a convolution is folded into it.
@@ -20,6 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipelines.registry import Registry
+
+
+# Part of each stored bf16 decision's key: a changed interpreter measures again.
+INTERPRETER_VERSION = 2
 
 
 class UnsupportedGraph(ValueError):
@@ -78,14 +82,18 @@ class TorchOnnxSession:
         import torch
 
         constants = {name: torch.from_numpy(array.copy()).to(self.device) for name, array in initializers.items()}
-        folded = fold_batch_norms(self.nodes, constants)
-        for node in folded:
+        outputs = {port.name for port in self.outputs}
+        self.nodes = fold_batch_norms(self.nodes, constants, outputs)
+        for node in self.nodes:
             if node.op == "Conv":
                 for name in node.inputs[1:3]:
+                    if name and name not in constants:
+                        raise UnsupportedGraph(f"a Conv whose weights are computed in the graph ({name})")
                     if name:
                         constants[name] = self._weight(constants[name])
-        self.nodes = folded
-        self.released_after = last_uses(folded, keep=set(constants) | {port.name for port in self.outputs})
+        read = {name for node in self.nodes for name in node.inputs}
+        constants = {name: value for name, value in constants.items() if name in read or name in outputs}
+        self.released_after = last_uses(self.nodes, keep=set(constants) | outputs)
         return constants
 
     def _weight(self, tensor: Any) -> Any:
@@ -130,13 +138,23 @@ class Runner:
                 tensor = tensor.contiguous(memory_format=torch.channels_last)
             self.values[name] = tensor
         for node, released in zip(self.session.nodes, self.session.released_after):
-            arguments = [self.values[name] if name else None for name in node.inputs]
-            for name, value in zip(node.outputs, OPERATORS.get(node.op)(self, node, arguments)):
+            for name, value in zip(node.outputs, self._apply(node)):
                 self.values[name] = value
-            del arguments
             for name in released:  # freed as soon as read for the last time, as ONNX Runtime plans it
                 self.values.pop(name, None)
         return self.values
+
+    def _apply(self, node: Node) -> list[Any]:
+        """The node's outputs; torch refusing what the graph asks is UnsupportedGraph, not a crash."""
+        try:
+            results = OPERATORS.get(node.op)(self, node, [self.values[name] if name else None for name in node.inputs])
+        except UnsupportedGraph:
+            raise
+        except (RuntimeError, ValueError, IndexError, KeyError, TypeError) as exc:
+            raise UnsupportedGraph(f"{node.op} -> {node.outputs[0]} failed in torch: {exc}") from exc
+        if len(results) < len([name for name in node.outputs if name]):
+            raise UnsupportedGraph(f"{node.op} with {len(node.outputs)} outputs")
+        return results
 
 
 def last_uses(nodes: list[Node], keep: set[str]) -> list[tuple[str, ...]]:
@@ -155,8 +173,9 @@ def last_uses(nodes: list[Node], keep: set[str]) -> list[tuple[str, ...]]:
     return [tuple(names) for names in released]
 
 
-def fold_batch_norms(nodes: list[Node], constants: dict[str, Any]) -> list[Node]:
-    """Conv followed by BatchNormalization (the conv's only reader) becomes one Conv with new weights."""
+def fold_batch_norms(nodes: list[Node], constants: dict[str, Any], outputs: set[str]) -> list[Node]:
+    """Conv followed by inference-mode BatchNormalization (the conv's only reader, and the conv's
+    output not a graph output) becomes one Conv with new weights."""
     readers: dict[str, int] = {}
     for node in nodes:
         for name in node.inputs:
@@ -166,7 +185,9 @@ def fold_batch_norms(nodes: list[Node], constants: dict[str, Any]) -> list[Node]
     replaced: dict[int, Node] = {}
     for node in nodes:
         conv = producer.get(node.inputs[0]) if node.op == "BatchNormalization" else None
-        if conv is None or readers.get(conv.outputs[0]) != 1 or not all(n in constants for n in node.inputs[1:5]):
+        if (conv is None or readers.get(conv.outputs[0]) != 1 or conv.outputs[0] in outputs
+                or node.attributes.get("training_mode", 0) or conv.inputs[1] not in constants
+                or not all(n in constants for n in node.inputs[1:5])):
             kept.append(node)
             continue
         replaced[id(conv)] = _folded_conv(conv, node, constants)
@@ -189,10 +210,11 @@ def _folded_conv(conv: Node, norm: Node, constants: dict[str, Any]) -> Node:
 
 def _read_graph(path: Path) -> Any:
     import onnx
+    from google.protobuf.message import DecodeError
 
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError and friends from protobuf: any is "not a model"
+    except (DecodeError, OSError, ValueError) as exc:
         raise UnsupportedGraph(f"{path.name} is not a readable ONNX file ({exc})") from exc
     return model.graph
 

@@ -1,9 +1,11 @@
 """The ONNX operators :mod:`pipelines.models.onnx_torch` knows, each as torch code.
 
-Semantics follow the ONNX operator specification (onnx.ai/onnx/operators). Floating activations
+Semantics follow the ONNX operator specification (onnx.ai/onnx/operators); an attribute or case
+not implemented raises UnsupportedGraph rather than computing something else. Floating activations
 keep the run's dtype (bf16): a ``Cast`` to a float type leaves them alone, and a convolution casts
-its input to its weights' dtype, so an fp32 constant mixed in cannot turn the rest of the graph
-into fp32. Integer tensors (the shape arithmetic around ``Resize``) stay int64 on the CPU.
+its input to its weights' dtype, so an fp32 constant mixed in (which promotes an Add or a Mul to
+fp32) goes no further than the next convolution. Integer tensors (the shape arithmetic around
+``Resize``) stay int64 on the CPU.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def pool(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
     ceil_mode = bool(a.get("ceil_mode", 0))
     if node.op == "MaxPool":
         return [F.max_pool2d(args[0], kernel, stride, padding, tuple(a.get("dilations", (1, 1))), ceil_mode)]
+    if any(d != 1 for d in a.get("dilations", ())):
+        raise UnsupportedGraph("AveragePool with dilations")
     include_pad = bool(a.get("count_include_pad", 0))
     return [F.avg_pool2d(args[0], kernel, stride, padding, ceil_mode, count_include_pad=include_pad)]
 
@@ -178,9 +182,12 @@ def slice_(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
 def gather(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
     data, indices = args
     axis = node.attributes.get("axis", 0) % data.dim()
-    flat = indices.reshape(-1).long() % data.shape[axis]
+    size = data.shape[axis]
+    if indices.numel() and not (-size <= int(indices.min()) and int(indices.max()) < size):
+        raise UnsupportedGraph("Gather index out of range")
+    flat = indices.reshape(-1).long() % size
     picked = data.index_select(axis, flat)
-    return [picked.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:])]
+    return [picked.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]))]
 
 
 @operator("Unsqueeze")
@@ -205,6 +212,8 @@ def squeeze(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
 
 @operator("Reshape")
 def reshape(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
+    if node.attributes.get("allowzero", 0):
+        raise UnsupportedGraph("Reshape with allowzero")
     x, target = args[0], [int(v) for v in args[1]]
     target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]  # 0 copies the input's dim
     return [x.reshape(target)]
@@ -222,19 +231,31 @@ def resize(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
     mode, align_corners = _resize_mode(node)
     sizes = args[3] if node.op == "Resize" and len(args) > 3 and args[3] is not None else None
     if sizes is not None and sizes.numel():
+        if [int(v) for v in sizes[:2]] != list(x.shape[:2]):
+            raise UnsupportedGraph(f"{node.op} of the batch or channel axis")
         size = tuple(int(v) for v in sizes[2:])
+        _check_pytorch_half_pixel(node, size)
         return [F.interpolate(x, size=size, mode=mode, align_corners=align_corners)]
     scales = args[2] if node.op == "Resize" else (args[1] if len(args) > 1 else node.attributes.get("scales"))
     scales = [float(v) for v in scales]
     if scales[:2] != [1.0, 1.0]:
         raise UnsupportedGraph(f"{node.op} of the batch or channel axis")
+    _check_pytorch_half_pixel(node, tuple(int(n * f) for n, f in zip(x.shape[2:], scales[2:])))
     return [F.interpolate(x, scale_factor=tuple(scales[2:]), mode=mode, align_corners=align_corners,
                           recompute_scale_factor=False)]
+
+
+def _check_pytorch_half_pixel(node: Node, size: tuple[int, ...]) -> None:
+    """pytorch_half_pixel maps an output of length 1 to coordinate 0, not to the centre as torch does."""
+    if node.attributes.get("coordinate_transformation_mode") == "pytorch_half_pixel" and 1 in size:
+        raise UnsupportedGraph(f"{node.op} to length 1 with pytorch_half_pixel")
 
 
 def _resize_mode(node: Node) -> tuple[str, bool | None]:
     """torch's interpolate mode and align_corners for the node's ONNX attributes."""
     a = node.attributes
+    if a.get("antialias", 0) or a.get("axes") or a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise UnsupportedGraph(f"{node.op} with antialias, axes or a kept aspect ratio")
     mode = a.get("mode", "nearest")
     default = "asymmetric" if node.op == "Upsample" else "half_pixel"
     coordinates = a.get("coordinate_transformation_mode", default)
@@ -251,6 +272,8 @@ def _resize_mode(node: Node) -> tuple[str, bool | None]:
 @operator("BatchNormalization")
 def batch_normalization(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
     """Inference-mode batch norm (one that could not be folded into a convolution)."""
+    if node.attributes.get("training_mode", 0) or not node.attributes.get("spatial", 1):
+        raise UnsupportedGraph("BatchNormalization in training mode or not spatial")
     x, scale, shift, mean, variance = args[:5]
     factor = scale / torch.sqrt(variance + node.attributes.get("epsilon", 1e-5))
     view = (1, -1) + (1,) * (x.dim() - 2)

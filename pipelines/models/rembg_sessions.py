@@ -8,11 +8,13 @@ leaks into other loads, and pooch cannot be reached. Everything else (pre-proces
 post-processing) is rembg's own code.
 
 Inference on a CPU with bf16 units (AMX, AVX512-BF16): the same ONNX graph can run in torch in
-bf16 with channels_last (:mod:`pipelines.models.onnx_torch`), which measured 1.9x (u2netp) and
-2.5x (u2net) faster than ONNX Runtime's fp32 per forward (docs/NOTES.md, "rembg"). It is used
+bf16 with channels_last (:mod:`pipelines.models.onnx_torch`), which measured 1.9x (u2netp) to
+3.2x (isnet) faster than ONNX Runtime's fp32 per forward (docs/NOTES.md, "rembg"). It is used
 only where, on a fixed photo, its mask matches ONNX Runtime's within
 :data:`pipelines.precision.BF16_MIN_PSNR_DB`; the decision is kept in the precision cache, per
-model file and device. Otherwise, and on CUDA, ONNX Runtime runs the model as rembg would.
+model file, device and interpreter version. Otherwise, and on CUDA, ONNX Runtime runs the model
+as rembg would. With random weights the check refuses bf16 (their masks moved by tens of levels),
+so no speed-up was measured as decided; the real weights could not be tried here.
 
 ``import rembg`` compiles pymatting's numba kernels the first time in a fresh environment (a minute
 or more; docs/NOTES.md), so nothing here imports it at module import: call
@@ -70,12 +72,32 @@ def load_session(path: Path, device: str, cache: "PrecisionCache | None" = None)
     if not _bf16_possible(device):
         return session
     candidate = _TorchCandidate(path)
-    decide = lambda: _decide(session, candidate)  # noqa: E731
-    precision = decide() if cache is None else cache.decided(path, device, decide)
+
+    def decide() -> "Precision":
+        return _decide(session, candidate)
+    precision = decide() if cache is None else cache.decided(path, _decision_device(device), decide)
     if precision.name == "bf16":
-        session.inner_session = candidate.get()
+        _use_torch(session, candidate)
     log.info("rembg %s inference: %s", path.stem, session.inner_session.get_providers()[0])
     return session
+
+
+def _decision_device(device: str) -> str:
+    """The device part of a stored decision's key, with the interpreter's version: a changed
+    interpreter decides again instead of trusting what an older one measured."""
+    from pipelines.models.onnx_torch import INTERPRETER_VERSION
+
+    return f"{device}+onnx_torch{INTERPRETER_VERSION}"
+
+
+def _use_torch(session: Any, candidate: "_TorchCandidate") -> None:
+    """Swap in the torch graph; a stored decision this interpreter can no longer honour keeps ORT."""
+    from pipelines.models.onnx_torch import UnsupportedGraph
+
+    try:
+        session.inner_session = candidate.get()
+    except UnsupportedGraph as exc:
+        log.warning("rembg %s: stored bf16 decision not usable (%s): ONNX Runtime runs it", candidate.path.stem, exc)
 
 
 def load_onnxruntime_session(path: Path, device: str) -> Any:
@@ -132,6 +154,7 @@ def bf16_decision(session: Any, torch_session: Any) -> "Precision":
     The masks compared are rembg's final ones (after its min-max stretch and resize), so the measure
     is what a user would see. A graph that fails to run in torch is fp32, that is ONNX Runtime.
     """
+    from pipelines.models.onnx_torch import UnsupportedGraph
     from pipelines.precision import Precision, precision_for_agreement, psnr
 
     photo = calibration_photo()
@@ -140,7 +163,7 @@ def bf16_decision(session: Any, torch_session: Any) -> "Precision":
     session.inner_session = torch_session
     try:
         candidate = np.asarray(session.predict(photo)[0], np.float32) / 255.0
-    except (RuntimeError, ValueError, IndexError) as exc:  # an operator torch cannot run as the graph says
+    except UnsupportedGraph as exc:  # an operator torch cannot run as the graph asks (see Runner._apply)
         log.warning("rembg graph failed in torch (%s): ONNX Runtime runs it", exc)
         return Precision("fp32", "cpu", channels_last=False)
     finally:
