@@ -105,7 +105,9 @@ async def run(args) -> int:
     failures = 0
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(args.data_dir) if args.data_dir else Path(folder) / "data"
-        env = random_photo_restoration(Path(folder), data_dir) if args.random_photo_restoration else {}
+        env = {}
+        if args.random_photo_restoration:  # the installer runs its own event loop: in a thread
+            env = await asyncio.to_thread(random_photo_restoration, Path(folder), data_dir)
         server = ServerProcess(data_dir, env=env)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             await server.start(session)
