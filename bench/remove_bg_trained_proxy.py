@@ -11,6 +11,8 @@ task made only of scikit-image's bundled photos (a photo-filled blob pasted on a
 exports it as rembg's ONNX files are exported, and prints, after each stage of training, the
 check's own measure on its calibration photo and the mask agreement on held-out composites.
 A few hundred CPU steps are far from the real training; read the trend, not the last figure.
+``--keep DIR`` keeps the final model, so ``remove_bg_full.py --cache DIR`` can time a model that
+passes the check end to end, as decided.
 """
 from __future__ import annotations
 
@@ -135,6 +137,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps in all (batch 4)")
     parser.add_argument("--stages", type=int, default=3)
     parser.add_argument("--train-side", type=int, default=192)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="also write the final model to KEEP/<model>/<model>.onnx (for remove_bg_full.py --cache)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, rng = build(args.model), np.random.default_rng(0)
@@ -153,6 +157,10 @@ def main() -> None:
             done += steps
             print(f"{args.model} after {done:4d} steps (loss {loss:.3f}, {time.perf_counter() - started:.0f} s): "
                   f"{measure(export(model, path, side), held_out)}", flush=True)
+        if args.keep:
+            kept = args.keep / args.model / f"{args.model}.onnx"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(path.read_bytes())
 
 
 if __name__ == "__main__":
