@@ -54,6 +54,7 @@ class AstronautDetector:
 
     def __init__(self, retinaface: torch.nn.Module):
         self.retinaface = retinaface
+        self.precision = getattr(retinaface, "precision", None)  # its loader's decision, if any
 
     def detect_faces(self, image: np.ndarray, conf_threshold: float = 0.8, **options: Any) -> np.ndarray:
         self.retinaface.detect_faces(image, conf_threshold)
@@ -99,6 +100,14 @@ def facexlib_parsenet(path: Path) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
+def facexlib_retinaface(path: Path) -> torch.nn.Module:
+    """RetinaFace as facexlib's init_detection_model leaves it (NCHW, fp32), from the same file."""
+    model = face_helpers.build_retinaface()
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(face_helpers.strip_module_prefix(checkpoint), strict=True)
+    return model.eval().requires_grad_(False)
+
+
 def gfpganer_runner(checkpoint: Path, detector: Any, parser: Any, photo: np.ndarray) -> Callable[[], np.ndarray]:
     ensure_torchvision()
     from gfpgan.utils import GFPGANer
@@ -140,7 +149,7 @@ def main() -> None:
     photo = skimage_data.astronaut()
     with tempfile.TemporaryDirectory() as scratch:
         paths = write_checkpoints(Path(scratch))
-        detector = AstronautDetector(face_helpers.load_retinaface(paths["detector"], "cpu"))
+        detector = AstronautDetector(load_model("retinaface-resnet50", paths["detector"], "cpu"))  # decided
         face_parser = load_model("parsenet", paths["parser"], "cpu")  # as a worker loads it: precision decided
         restorer = gfpgan.load_gfpgan(paths["gfpgan"], "cpu")
         models = {face_enhancement.DETECTOR_ID: detector, face_enhancement.RESTORER_ID: restorer,
@@ -150,18 +159,18 @@ def main() -> None:
         other = gfpgan.FP32_CPU if chosen.name == "bf16" else gfpgan.BF16_CPU
         restora = restora_runner(models, photo, threads)
         runners = {f"restora-{chosen.name}": fixed_precision(restora, restorer, chosen),
-                   "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], detector, facexlib_parsenet(paths["parser"]),
-                                                    photo),
+                   "gfpganer-fp32": gfpganer_runner(paths["gfpgan"], AstronautDetector(facexlib_retinaface(paths["detector"])),
+                                                    facexlib_parsenet(paths["parser"]), photo),
                    f"restora-{other.name}": fixed_precision(restora, restorer, other)}
         timings, outputs = time_alternately(runners, rounds)
-    report(chosen, timings, outputs, threads, rounds)
+    report(chosen, timings, outputs, threads, rounds, detector.precision)
 
 
-def report(chosen: Any, timings: dict, outputs: dict, threads: int, rounds: int) -> None:
+def report(chosen: Any, timings: dict, outputs: dict, threads: int, rounds: int, detector_precision: Any) -> None:
     print(f"face_enhancement vs GFPGANer.enhance, astronaut 512x512, upscale {UPSCALE}, 1 face, random weights,"
           f" {threads} threads, {rounds} round(s)")
     print(f"Restora's GFPGAN precision: {chosen.name} (calibration face, bf16 vs fp32: "
-          f"{chosen.calibration_psnr_db:.1f} dB)")
+          f"{chosen.calibration_psnr_db:.1f} dB); RetinaFace: {detector_precision}")
     best = {name: min(values) for name, values in timings.items()}  # fastest round by wall time
     for name, (wall, cpu) in best.items():
         print(f"  {name:15s} wall {wall:6.2f} s   CPU {cpu:6.2f} s   (all wall: "

@@ -329,6 +329,35 @@ def test_parsenet_runs_bf16_where_its_labels_agree_with_fp32(nets, monkeypatch):
     assert face_helpers.parsenet_precision(parser, "cpu").name == "fp32"
 
 
+def test_retinaface_runs_bf16_where_its_outputs_agree_with_fp32(nets, monkeypatch):
+    import torch
+
+    from pipelines import precision
+
+    detector = nets[fe.DETECTOR_ID]  # read back through its loader, which decided
+    assert detector.precision.name == ("bf16" if precision.cpu_has_bf16_units() else "fp32")
+    assert face_helpers.detection_agreement_db(detector) >= precision.BF16_MIN_PSNR_DB  # measured 56.2 dB
+    batch = torch.zeros(1, 3, 64, 64)
+    with torch.inference_mode(), Precision("bf16", "cpu", channels_last=True).autocast("cpu"):
+        outputs = detector(batch)
+    assert all(output.dtype == torch.float32 for output in outputs)  # facexlib decodes them with NumPy
+    # The measure falls when the outputs differ: a model whose bf16 run is perturbed scores below the bar.
+    perturbed = face_helpers.build_retinaface().eval()
+    perturbed.load_state_dict(detector.state_dict())
+    original_forward = perturbed.forward
+
+    def noisy(x):
+        loc, conf, landmarks = original_forward(x)
+        if torch.is_autocast_cpu_enabled():
+            loc = loc + 0.05 * loc.abs().max() * torch.randn_like(loc)
+        return loc, conf, landmarks
+    perturbed.forward = noisy
+    assert face_helpers.detection_agreement_db(perturbed) < precision.BF16_MIN_PSNR_DB
+    assert face_helpers.retinaface_precision(detector, "cuda").name == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
+    assert face_helpers.retinaface_precision(detector, "cpu").name == "fp32"
+
+
 def test_nms_keeps_boxes_whose_iou_is_nan():
     """torchvision suppresses only when IoU > threshold: two zero-area boxes (IoU 0/0) both stay."""
     import torch

@@ -6,9 +6,8 @@ and keep the result warm. Loaders never download anything and never look at the 
 A loader also decides the precision its model runs in, once, when it loads it, and leaves the
 decision on the model as ``model.precision`` (a :class:`pipelines.precision.Precision`): steps
 only read it. Given a :class:`pipelines.models.precision_cache.PrecisionCache`, the decisions of
-Real-ESRGAN, GFPGAN and ParseNet are kept on disk per model file and device. DDColor's loader
-keeps its decision on its colorizer; networks that always run fp32 (RetinaFace, LaMa) carry
-none. rembg's sessions decide between torch bf16 and ONNX Runtime for their inference, kept in the
+Real-ESRGAN, GFPGAN, ParseNet and RetinaFace are kept on disk per model file and device.
+DDColor's loader keeps its decision on its colorizer; LaMa always runs fp32 and carries none. rembg's sessions decide between torch bf16 and ONNX Runtime for their inference, kept in the
 same cache (:func:`pipelines.models.rembg_sessions.load_session`).
 
 Models that ship in the package (:data:`PACKAGED`) need no bundle: :class:`PackagedModels`
@@ -93,7 +92,8 @@ def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loa
     registry.register("srvgg-x4", _decided(_srvgg_x4, *esrgan))
     registry.register("gfpgan-v1-clean", _decided(_lazy("pipelines.models.gfpgan", "load_gfpgan"),
                                                   "pipelines.models.gfpgan", "gfpgan_precision", cache))
-    registry.register("retinaface-resnet50", _lazy("pipelines.models.face_helpers", "load_retinaface"))
+    registry.register("retinaface-resnet50", _decided(_lazy("pipelines.models.face_helpers", "load_retinaface"),
+                                                      "pipelines.models.face_helpers", "retinaface_precision", cache))
     registry.register("parsenet", _decided(_lazy("pipelines.models.face_helpers", "load_parsenet"),
                                            "pipelines.models.face_helpers", "parsenet_precision", cache))
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
