@@ -33,13 +33,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the random-weight writers live in tests/
 
-from pipelines.base import Picture, StepContext  # noqa: E402
+from pipelines.base import Picture  # noqa: E402
 from pipelines.models.rembg_sessions import load_onnxruntime_session, load_session, warm_up_rembg  # noqa: E402
 from pipelines.precision import psnr  # noqa: E402
-from pipelines.steps.remove_background import STEP, to_uint8  # noqa: E402
+from pipelines.steps.remove_background import to_uint8  # noqa: E402
 from tests.rembg_models import write_rembg_onnx  # noqa: E402
 
-from _results import record  # noqa: E402  (bench/ is on sys.path)
+import remove_bg_bench  # noqa: E402  (bench/ is on sys.path: its step runner)
+from _results import record  # noqa: E402
 
 LEVEL = {"u2netp": "low", "u2net": "low", "isnet-general-use": "medium"}
 BLOCK = 3  # timed runs per turn
@@ -56,9 +57,8 @@ class OneSession:
 
 
 def run_step(image: Picture, level: str, session: Any) -> np.ndarray:
-    context = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False, models=OneSession(session))
-    params = {"quality": level, "returnMask": False, "alphaMatting": False, "background": None, "asExtra": False}
-    return to_uint8(STEP.run(image, params, context).image.alpha)
+    """The step's 8-bit alpha, through remove_bg_bench's runner, with ``session`` as the level's model."""
+    return to_uint8(remove_bg_bench.run_step(image, level, OneSession(session)).alpha)
 
 
 def photo(size: tuple[int, int]) -> np.ndarray:

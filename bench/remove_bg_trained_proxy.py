@@ -17,11 +17,9 @@ passes the check end to end, as decided.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the architectures live in tests/
 
 from pipelines.models.onnx_torch import TorchOnnxSession  # noqa: E402
-from pipelines.models.rembg_sessions import bf16_decision, load_onnxruntime_session  # noqa: E402
+from pipelines.models.rembg_sessions import bf16_decision, load_onnxruntime_session, mask_with  # noqa: E402
 from pipelines.precision import psnr  # noqa: E402
-from tests.rembg_models import INPUT_SIDE, build  # noqa: E402
+from tests.rembg_models import INPUT_SIDE, build, export_onnx  # noqa: E402
 
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 FILLS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina")
@@ -102,16 +100,6 @@ def train(model: torch.nn.Module, steps: int, rng: np.random.Generator, side: in
     return loss_value
 
 
-def export(model: torch.nn.Module, path: Path, side: int) -> Path:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), torch.zeros(1, 3, side, side), buffer, opset_version=11, dynamo=False,
-                          input_names=["input.1"])
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
 def measure(path: Path, held_out: list) -> str:
     from PIL import Image
 
@@ -121,10 +109,7 @@ def measure(path: Path, held_out: list) -> str:
     agreements, ious = [], []
     for rgb, truth in held_out:
         pil = Image.fromarray(rgb)
-        reference = np.asarray(session.predict(pil)[0], np.float32) / 255.0
-        ort_inner, session.inner_session = session.inner_session, torch_session
-        candidate = np.asarray(session.predict(pil)[0], np.float32) / 255.0
-        session.inner_session = ort_inner
+        reference, candidate = mask_with(session, session.inner_session, pil), mask_with(session, torch_session, pil)
         agreements.append(psnr(candidate, reference))
         ious.append(np.logical_and(reference >= 0.5, truth).sum() / max(1, np.logical_or(reference >= 0.5, truth).sum()))
     return (f"check on its photo {decision.calibration_psnr_db:.1f} dB -> {decision.name}; held-out masks bf16 vs "
@@ -156,7 +141,7 @@ def main() -> None:
             loss = train(model, steps, rng, args.train_side, optimiser) if steps else float("nan")
             done += steps
             print(f"{args.model} after {done:4d} steps (loss {loss:.3f}, {time.perf_counter() - started:.0f} s): "
-                  f"{measure(export(model, path, side), held_out)}", flush=True)
+                  f"{measure(export_onnx(model, path, side), held_out)}", flush=True)
         if args.keep:
             kept = args.keep / args.model / f"{args.model}.onnx"
             kept.parent.mkdir(parents=True, exist_ok=True)

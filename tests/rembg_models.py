@@ -170,15 +170,19 @@ def random_model(session_name: str, seed: int = 0, calibration_side: int = 256) 
 
 def write_rembg_onnx(path: Path, session_name: str, seed: int = 0) -> Path:
     """``path`` (conventionally ``<session_name>.onnx``) with the model at rembg's input size."""
+    return export_onnx(random_model(session_name, seed), path, INPUT_SIDE[session_name])
+
+
+def export_onnx(model: nn.Module, path: Path, side: int, **options: object) -> Path:
+    """``model`` (in eval mode) as an ONNX file for a (1, 3, side, side) input named ``input.1``, as
+    rembg's files were written: torch's legacy exporter, opset 11. ``options`` go to the exporter."""
     import warnings
 
-    model = random_model(session_name, seed)
-    side = INPUT_SIDE[session_name]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(model, torch.zeros(1, 3, side, side), buffer, opset_version=11, dynamo=False,
-                          input_names=["input.1"], do_constant_folding=True)
+        torch.onnx.export(model.eval(), torch.zeros(1, 3, side, side), buffer, opset_version=11, dynamo=False,
+                          input_names=["input.1"], **options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())

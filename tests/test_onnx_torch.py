@@ -7,9 +7,7 @@ the same on every CPU; torch runs bf16 everywhere, only slower without AMX.
 """
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +22,7 @@ from pipelines.models import rembg_sessions
 from pipelines.models.onnx_torch import TorchOnnxSession, UnsupportedGraph
 from pipelines.models.precision_cache import PrecisionCache
 from pipelines.models.rembg_sessions import load_onnxruntime_session, load_session
-from tests.rembg_models import calibration_batch, write_rembg_onnx
+from tests.rembg_models import calibration_batch, export_onnx, write_rembg_onnx
 from tests.tiny_onnx import write_tiny_onnx
 
 
@@ -51,14 +49,7 @@ def torch_outputs(path: Path, batch: np.ndarray, dtype: torch.dtype = torch.floa
 
 
 def export(module: nn.Module, path: Path, side: int = 24, **options: object) -> Path:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), torch.zeros(1, 3, side, side), buffer, opset_version=11, dynamo=False,
-                          input_names=["input.1"], **options)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-    return path
+    return export_onnx(module, path, side, **options)
 
 
 def operator_types(path: Path) -> set[str]:

@@ -7,7 +7,8 @@ A loader also decides the precision its model runs in, once, when it loads it, a
 decision on the model as ``model.precision`` (a :class:`pipelines.precision.Precision`): steps
 only read it. Given a :class:`pipelines.models.precision_cache.PrecisionCache`, the decisions of
 Real-ESRGAN, GFPGAN, ParseNet and RetinaFace are kept on disk per model file and device.
-DDColor's loader keeps its decision on its colorizer; LaMa always runs fp32 and carries none. rembg's sessions decide between torch bf16 and ONNX Runtime for their inference, kept in the
+DDColor's loader keeps its decision on its colorizer; LaMa always runs fp32 and carries none.
+rembg's sessions decide between torch bf16 and ONNX Runtime for their inference, kept in the
 same cache (:func:`pipelines.models.rembg_sessions.load_session`).
 
 Models that ship in the package (:data:`PACKAGED`) need no bundle: :class:`PackagedModels`
@@ -57,10 +58,11 @@ def _srvgg_x4(path: Path, device: str) -> Any:
     return model.eval().requires_grad_(False).to(device)
 
 
-def _lazy(module: str, function: str) -> Loader:
-    """A loader whose module (and its heavy imports) is imported only when a model is loaded."""
+def _lazy(module: str, function: str, *extra: Any) -> Loader:
+    """A loader whose module (and its heavy imports) is imported only when a model is loaded;
+    ``extra`` arguments follow the path and the device."""
     def load(path: Path, device: str) -> Any:
-        return getattr(importlib.import_module(module), function)(path, device)
+        return getattr(importlib.import_module(module), function)(path, device, *extra)
     return load
 
 
@@ -75,13 +77,6 @@ def _decided(load: Loader, module: str, decide: str, cache: "PrecisionCache | No
         model.precision = measure() if cache is None else cache.decided(path, device, measure)
         return model
     return load_and_decide
-
-
-def _rembg(cache: "PrecisionCache | None") -> Loader:
-    """rembg sessions, whose bf16-or-ONNX-Runtime decision is kept in ``cache``."""
-    def load(path: Path, device: str) -> Any:
-        return importlib.import_module("pipelines.models.rembg_sessions").load_session(path, device, cache)
-    return load
 
 
 def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loader]:
@@ -99,7 +94,8 @@ def build_loader_registry(cache: "PrecisionCache | None" = None) -> Registry[Loa
     registry.register("ddcolor", _lazy("pipelines.models.ddcolor", "load_ddcolor"))
     registry.register("damage-unet", _lazy("pipelines.damage_detection", "load_detector"))
     registry.register("lama-torchscript", _lazy("pipelines.models.lama", "load_lama"))
-    registry.register("rembg", _rembg(cache))
+    # rembg sessions keep their bf16-or-ONNX-Runtime decision in the cache themselves.
+    registry.register("rembg", _lazy("pipelines.models.rembg_sessions", "load_session", cache))
     return registry
 
 

@@ -1,9 +1,9 @@
 """An ONNX graph run by torch, for rembg's convolutional models in bf16 with channels_last.
 
 ONNX Runtime runs these models in fp32 on the CPU; the same graphs in bf16 on AMX ran 1.9x
-(u2netp) to 3.2x (isnet at 1024 px) faster per forward (docs/NOTES.md, "rembg"). This module reads the ONNX file and evaluates its
-nodes in order with torch operators: a small interpreter, not a code generator, so what runs is
-visibly the file's own graph. Convolution weights are cast once, at load, to the run's dtype and
+(u2netp) to 3.2x (isnet at 1024 px) faster per forward (docs/NOTES.md, "rembg"). This module
+reads the ONNX file and evaluates its nodes in order with torch operators: a small interpreter,
+not a code generator, so what runs is visibly the file's own graph. Convolution weights are cast once, at load, to the run's dtype and
 memory format; batch norm that follows a convolution is folded into it.
 
 Only the operators rembg's U^2-Net and IS-Net files use (and their close relatives) are known; a
@@ -84,13 +84,10 @@ class TorchOnnxSession:
         constants = {name: torch.from_numpy(array.copy()).to(self.device) for name, array in initializers.items()}
         outputs = {port.name for port in self.outputs}
         self.nodes = fold_batch_norms(self.nodes, constants, outputs)
-        for node in self.nodes:
-            if node.op == "Conv":
-                for name in node.inputs[1:3]:
-                    if name and name not in constants:
-                        raise UnsupportedGraph(f"a Conv whose weights are computed in the graph ({name})")
-                    if name:
-                        constants[name] = self._weight(constants[name])
+        for name in {name for node in self.nodes if node.op == "Conv" for name in node.inputs[1:3] if name}:
+            if name not in constants:
+                raise UnsupportedGraph(f"a Conv whose weights are computed in the graph ({name})")
+            constants[name] = self._weight(constants[name])  # once, even where convolutions share it
         read = {name for node in self.nodes for name in node.inputs}
         constants = {name: value for name, value in constants.items() if name in read or name in outputs}
         self.released_after = last_uses(self.nodes, keep=set(constants) | outputs)

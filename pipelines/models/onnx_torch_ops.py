@@ -100,11 +100,13 @@ def divide(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
     return [a / b]
 
 
-@operator("Floor", "Ceil", "Sqrt", "Exp", "Neg", "Identity")
+_UNARY = {"Floor": torch.floor, "Ceil": torch.ceil, "Sqrt": torch.sqrt, "Exp": torch.exp, "Neg": torch.neg,
+          "Identity": lambda x: x}
+
+
+@operator(*_UNARY)
 def unary(runner: Runner, node: Node, args: list[Any]) -> list[Any]:
-    functions = {"Floor": torch.floor, "Ceil": torch.ceil, "Sqrt": torch.sqrt, "Exp": torch.exp,
-                 "Neg": torch.neg, "Identity": lambda x: x}
-    return [functions[node.op](args[0])]
+    return [_UNARY[node.op](args[0])]
 
 
 @operator("Clip")

@@ -13,8 +13,8 @@ bf16 with channels_last (:mod:`pipelines.models.onnx_torch`), which measured 1.9
 only where, on a fixed photo, its mask matches ONNX Runtime's within
 :data:`pipelines.precision.BF16_MIN_PSNR_DB`; the decision is kept in the precision cache, per
 model file, device and interpreter version. Otherwise, and on CUDA, ONNX Runtime runs the model
-as rembg would. With random weights the check refuses bf16 (their masks moved by tens of levels),
-so no speed-up was measured as decided; the real weights could not be tried here.
+as rembg would. With random weights the check refuses bf16 (their masks moved by tens of levels);
+briefly trained stand-ins passed it (docs/NOTES.md); the real weights could not be tried here.
 
 ``import rembg`` compiles pymatting's numba kernels the first time in a fresh environment (a minute
 or more; docs/NOTES.md), so nothing here imports it at module import: call
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.base import ModelUnavailable
+from pipelines.precision import Precision
 
 if TYPE_CHECKING:
     from pipelines.models.precision_cache import PrecisionCache
-    from pipelines.precision import Precision
 
 log = logging.getLogger("restora.models.rembg")
 
@@ -113,6 +113,10 @@ def load_onnxruntime_session(path: Path, device: str) -> Any:
     return session
 
 
+# The decision "ONNX Runtime runs it": rembg's own fp32 path (stored like any precision decision).
+_ONNXRUNTIME = Precision("fp32", "cpu", channels_last=False)
+
+
 def _bf16_possible(device: str) -> bool:
     from pipelines.precision import cpu_has_bf16_units
 
@@ -138,13 +142,12 @@ class _TorchCandidate:
 def _decide(session: Any, candidate: _TorchCandidate) -> "Precision":
     """bf16 or ONNX Runtime (fp32) for this model; a graph torch cannot run stays on ONNX Runtime."""
     from pipelines.models.onnx_torch import UnsupportedGraph
-    from pipelines.precision import Precision
 
     try:
         torch_session = candidate.get()
     except UnsupportedGraph as exc:
         log.info("rembg %s stays on ONNX Runtime: %s", candidate.path.stem, exc)
-        return Precision("fp32", "cpu", channels_last=False)
+        return _ONNXRUNTIME
     return bf16_decision(session, torch_session)
 
 
@@ -155,20 +158,27 @@ def bf16_decision(session: Any, torch_session: Any) -> "Precision":
     is what a user would see. A graph that fails to run in torch is fp32, that is ONNX Runtime.
     """
     from pipelines.models.onnx_torch import UnsupportedGraph
-    from pipelines.precision import Precision, precision_for_agreement, psnr
+    from pipelines.precision import precision_for_agreement, psnr
 
     photo = calibration_photo()
-    reference = np.asarray(session.predict(photo)[0], np.float32) / 255.0
-    onnxruntime_session = session.inner_session
-    session.inner_session = torch_session
+    reference = mask_with(session, session.inner_session, photo)
     try:
-        candidate = np.asarray(session.predict(photo)[0], np.float32) / 255.0
+        candidate = mask_with(session, torch_session, photo)
     except UnsupportedGraph as exc:  # an operator torch cannot run as the graph asks (see Runner._apply)
         log.warning("rembg graph failed in torch (%s): ONNX Runtime runs it", exc)
-        return Precision("fp32", "cpu", channels_last=False)
-    finally:
-        session.inner_session = onnxruntime_session
+        return _ONNXRUNTIME
     return precision_for_agreement(psnr(candidate, reference), channels_last=True, name="rembg")
+
+
+def mask_with(session: Any, inner_session: Any, photo: Any) -> np.ndarray:
+    """rembg's final mask of ``photo`` (float32, 0-1) with ``inner_session`` running the graph; the
+    session's own inner session is back in place afterwards, whatever happened."""
+    own = session.inner_session
+    session.inner_session = inner_session
+    try:
+        return np.asarray(session.predict(photo)[0], np.float32) / 255.0
+    finally:
+        session.inner_session = own
 
 
 def calibration_photo() -> Any:
