@@ -23,8 +23,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from tools.synth_structures import STRUCTURES
+
 SUPER = 4  # supersampling factor for anti-aliased drawing
 VISIBLE = 6.0 / 255.0  # a pixel is damaged when the damage moved it by more than this
+STRUCTURE_FRACTION = 0.25  # crops that get a clean thin-line structure (synth_structures)
 # scikit-image's bundled photos (no download), with hard negatives (text, page, brick, gravel,
 # grass, clock, cell, coins, logo) weighted up so the detector learns what a scratch is not.
 PHOTOS = {
@@ -247,26 +250,19 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
-def woven_cloth(rng: np.random.Generator, size: int = 384) -> np.ndarray:
-    """A clean hard negative for validation only (not drawn in training, so the shipped weights
-    stay reproducible): plain or twill weave of 4-9 px threads, bright along their middle, at any
-    angle, slightly wavy; often denim-like, one thread set light and the other dark."""
-    y, x = np.mgrid[0:size * 2, 0:size * 2].astype(np.float32) / 2
-    period, turn = rng.uniform(4, 9), rng.uniform(0, np.pi)
-    u, v = x * np.cos(turn) + y * np.sin(turn), y * np.cos(turn) - x * np.sin(turn)
-    u, v = u + rng.uniform(0, 2) * np.sin(v / rng.uniform(20, 80)), v + rng.uniform(0, 2) * np.sin(u / rng.uniform(20, 80))
-    i, j = np.floor(u / period), np.floor(v / period)
-    twill = int(rng.integers(1, 4))
-    warp_on_top = (i + j) % 2 == 0 if twill == 1 else (i - j) % (twill + 1) != 0
-    warp_colour, weft_colour = rng.uniform(0.1, 0.95, 3), rng.uniform(0.1, 0.95, 3)
-    if rng.random() < 0.6:
-        warp_colour = rng.uniform(0.75, 0.95) * (1 - rng.uniform(0, 0.1, 3))
-        weft_colour = rng.uniform(0.1, 0.45) * (1 - rng.uniform(0, 0.6, 3))
-    dark, power = rng.uniform(0.2, 0.6), rng.uniform(0.3, 1.0)
-    warp = (dark + (1 - dark) * np.sin(np.pi * (u / period % 1)) ** power)[..., None] * warp_colour
-    weft = (dark + (1 - dark) * np.sin(np.pi * (v / period % 1)) ** power)[..., None] * weft_colour
-    cloth = np.where(warp_on_top[..., None], warp, weft).astype(np.float32)
-    return np.clip(cv2.resize(cloth, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+def _with_structure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Blend a clean thin-line structure (letters, dial, lattice, hatching, cloth) over the
+    whole crop or a rectangle of it: a hard negative that carries no damage label."""
+    name = rng.choice(list(STRUCTURES))
+    structure = STRUCTURES[name](rng, image.shape[0])
+    if rng.random() < 0.5:
+        return structure
+    h, w = image.shape[:2]
+    y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
+    image = image.copy()
+    image[y0:y1, x0:x1] = structure[y0:y1, x0:x1]
+    return image
 
 
 def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int,
@@ -274,7 +270,10 @@ def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: i
     names = list(PHOTOS)
     weights = np.array([PHOTOS[n] for n in names]) / sum(PHOTOS.values())
     photo = photos[names[rng.choice(len(names), p=weights)]]
-    image = _tone(rng, _crop(rng, photo, size))
+    image = _crop(rng, photo, size)
+    if rng.random() < STRUCTURE_FRACTION:
+        image = _with_structure(rng, image)
+    image = _tone(rng, image)
     clean = image.copy()
     kinds: tuple[str, ...] = ()
     if rng.random() >= clean_fraction:

@@ -6,7 +6,8 @@ Damage from tools/synth_damage.py with seeds apart from training (and from the t
 scikit-image photos only; the held-out benchmark (bench/restore_quality.py) is never used for this.
 Prints, for several (low, high) hysteresis pairs: pixel recall and precision with a 2 px
 tolerance on damaged crops, and the coverage on the clean full-size photos (with and without
-sigma 4 noise + JPEG) and on woven cloth (synth_damage.woven_cloth), for the learned pass alone
+sigma 4 noise + JPEG) and on woven cloth and the other clean structures of
+tools/synth_structures.py (drawn with seeds apart from training), for the learned pass alone
 (with and without the dense-region test), the straight-line pass, and both merged.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pipelines import damage_detection as dd  # noqa: E402
 from pipelines.base import StepContext  # noqa: E402
 from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
-from tools.synth_damage import PHOTOS, load_photos, make_sample, woven_cloth  # noqa: E402
+from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
+from tools.synth_structures import STRUCTURES, woven_cloth  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
 PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.4, 0.8), (0.6, 0.8), (0.5, 0.9), (0.7, 0.9))
@@ -61,18 +63,23 @@ def main() -> None:
         (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
     clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
     cloth_rng = np.random.default_rng(40_000)
-    cloth_probabilities = [dd.damage_probability(woven_cloth(cloth_rng), QUIET, model) for _ in range(8)]
+    structure_rng = np.random.default_rng(45_000)
+    textures = {
+        "cloth": [dd.damage_probability(woven_cloth(cloth_rng), QUIET, model) for _ in range(8)],
+        "structures": [dd.damage_probability(draw(structure_rng, 384), QUIET, model)
+                       for name, draw in STRUCTURES.items() if name != "cloth" for _ in range(4)],
+    }
     for low, high in PAIRS:
         for dense_test in (False, True):
             report_pair(low, high, dense_test, damaged, probabilities, straight,
-                        [name for name, _ in clean], clean_probabilities, cloth_probabilities)
+                        [name for name, _ in clean], clean_probabilities, textures)
     line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
     print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
     print("photos:", ", ".join(PHOTOS))
 
 
 def report_pair(low, high, dense_test, damaged, probabilities, straight, clean_names, clean_probabilities,
-                cloth_probabilities) -> None:
+                texture_probabilities: dict[str, list]) -> None:
     def learned(probs: np.ndarray) -> np.ndarray:
         mask = dd.hysteresis(probs, low, high)
         return dd.drop_dense_regions(mask) if dense_test else mask
@@ -83,13 +90,15 @@ def report_pair(low, high, dense_test, damaged, probabilities, straight, clean_n
         totals += tolerant_scores(found, sample.mask)
         merged_totals += tolerant_scores(found | line, sample.mask)
     coverage = [100 * learned(p).mean() for p in clean_probabilities]
-    cloth = [100 * learned(p).mean() for p in cloth_probabilities]
     worst = int(np.argmax(coverage))
+    texture_text = " | ".join(
+        f"{name} mean {np.mean(c):.2f}% worst {max(c):.2f}%"
+        for name, c in ((name, [100 * learned(p).mean() for p in probs]) for name, probs in texture_probabilities.items()))
     print(f"low {low} high {high} dense test {'on ' if dense_test else 'off'}: "
           f"learned R {totals[0] / totals[1]:.3f} P {totals[2] / totals[3]:.3f} | "
           f"merged R {merged_totals[0] / merged_totals[1]:.3f} P {merged_totals[2] / merged_totals[3]:.3f} | "
           f"clean coverage mean {np.mean(coverage):.3f}% worst {coverage[worst]:.3f}% ({clean_names[worst]}) | "
-          f"cloth mean {np.mean(cloth):.2f}% worst {max(cloth):.2f}%")
+          f"{texture_text}")
 
 
 def degrade_fixed(photo: np.ndarray, seed: int) -> np.ndarray:
