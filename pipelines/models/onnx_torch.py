@@ -3,8 +3,9 @@
 ONNX Runtime runs these models in fp32 on the CPU; the same graphs in bf16 on AMX ran 1.9x
 (u2netp) to 3.2x (isnet at 1024 px) faster per forward (docs/NOTES.md, "rembg"). This module
 reads the ONNX file and evaluates its nodes in order with torch operators: a small interpreter,
-not a code generator, so what runs is visibly the file's own graph. Convolution weights are cast once, at load, to the run's dtype and
-memory format; batch norm that follows a convolution is folded into it.
+not a code generator, so what runs is visibly the file's own graph. Convolution weights are cast
+once, at load, to the run's dtype and memory format; batch norm that follows a convolution is
+folded into it.
 
 Only the operators rembg's U^2-Net and IS-Net files use (and their close relatives) are known; a
 graph with any other operator raises :class:`UnsupportedGraph` at load, and the caller keeps ONNX
