@@ -10,6 +10,7 @@ sigma 4 noise + JPEG q85. Detectors side by side, every mask filled by the same 
 - ``today``: ``pipelines.scratch_detection.scratch_mask``, the straight-line detector;
 - ``snapotter``: the peer's line top-hat, re-implemented here (``line_tophat_mask``);
 - ``new``: ``pipelines.damage_detection.detect_damage``, the product's detector;
+- ``conservative``: the same with ``damageDetector: "conservative"`` (trained with clean structures);
 - ``truth``: the true mask, the upper bound.
 
 Printed per damage type and detector: pixel recall and precision with a 2 px tolerance, PSNR gain
@@ -96,6 +97,7 @@ DETECTORS: dict[str, Detector] = {
     "learned": lambda rgb: learned_mask(rgb, quiet()),
     "merged": lambda rgb: learned_mask(rgb, quiet()) | scratch_mask(rgb),
     "new": lambda rgb: detect_damage(rgb, (), quiet()),  # what restore-photo ships: one of the two
+    "conservative": lambda rgb: detect_damage(rgb, (), quiet(), "conservative"),  # damageDetector's other choice
 }
 
 
@@ -212,21 +214,21 @@ def _value(number: float | None, form: str) -> str:
 
 
 def print_tables(entries: list[dict], rows: list[dict]) -> None:
-    print(f"\n{'damage':8s} {'detector':9s} {'n':>2s} {'recall':>6s} {'prec':>5s} {'gain min':>8s} {'mean':>6s} "
+    print(f"\n{'damage':8s} {'detector':12s} {'n':>2s} {'recall':>6s} {'prec':>5s} {'gain min':>8s} {'mean':>6s} "
           f"{'undamaged':>9s} {'flagged%':>8s}")
     for entry in (e for e in entries if e["set"] == "damaged"):
-        print(f"{entry['category']:8s} {entry['detector']:9s} {entry['samples']:2d} {entry['recall']:6.2f} "
+        print(f"{entry['category']:8s} {entry['detector']:12s} {entry['samples']:2d} {entry['recall']:6.2f} "
               f"{_value(entry['precision'], '5.2f'):>5s} {entry['gainMinDb']:+8.1f} {entry['gainMeanDb']:+6.1f} "
               f"{entry['undamagedWorstDb']:+9.2f} {entry['flaggedMeanPct']:8.2f}")
-    print(f"\n{'clean set':10s} {'detector':9s} {'cov mean%':>9s} {'cov worst%':>10s} {'(sample)':18s} "
+    print(f"\n{'clean set':10s} {'detector':12s} {'cov mean%':>9s} {'cov worst%':>10s} {'(sample)':18s} "
           f"{'PSNR(out,in) worst':>18s} {'(sample)':18s} {'vs noise-free worst':>19s}")
     for entry in (e for e in entries if e["set"] == "clean"):
-        print(f"{entry['group']:10s} {entry['detector']:9s} {entry['coverageMeanPct']:9.2f} "
+        print(f"{entry['group']:10s} {entry['detector']:12s} {entry['coverageMeanPct']:9.2f} "
               f"{entry['coverageWorstPct']:10.2f} {entry['coverageWorstSample']:18s} {entry['psnrOutInWorstDb']:18.1f} "
               f"{entry['psnrOutInWorstSample']:18s} {_value(entry.get('vsNoiseFreeWorstDb'), '+19.2f'):>19s}")
     print_clean_coverage(rows)
     for entry in (e for e in entries if e["set"] == "speed"):
-        print(f"{entry['detector']:9s} {entry['secondsPerMegapixel']:6.2f} s/Mpx over {entry['megapixels']:.1f} Mpx")
+        print(f"{entry['detector']:12s} {entry['secondsPerMegapixel']:6.2f} s/Mpx over {entry['megapixels']:.1f} Mpx")
 
 
 def print_clean_coverage(rows: list[dict]) -> None:
@@ -302,9 +304,10 @@ INDEX_HEAD = """# Restore quality: before/after crops
 Made by `bench/restore_quality.py --crops docs/restore-quality` (the held-out set of
 `bench/heldout_damage.py`; photos from scikit-learn and matplotlib). Each strip is a {crop} x {crop} px
 crop at 1:1, left to right: the damaged input, the true mask, then for each detector (`today` =
-straight-line `scratch_mask`, `snapotter` = the peer's line top-hat, `new` = `detect_damage`) the
-repaired result and its mask. Mask colours: white = flagged within 2 px of true damage, red =
-flagged where there is none (false alarm), blue = true damage with nothing flagged within 2 px
+straight-line `scratch_mask`, `snapotter` = the peer's line top-hat, `new` = `detect_damage`,
+`conservative` = the same with `damageDetector: "conservative"`) the repaired result and its
+mask. Mask colours: white = flagged within 2 px of true damage, red = flagged where there is none
+(false alarm), blue = true damage with nothing flagged within 2 px
 (missed). Figures under each crop are for the whole sample.
 
 This run: {run}.

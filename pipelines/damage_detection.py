@@ -8,8 +8,10 @@ a scratch survives while isolated weak responses on texture do not. It runs on a
 side is at most DETECT_LONG_SIDE, in tiles. Regions
 flagged densely (a woven cloth, a lattice) are texture, not damage, and are dropped whole
 (:func:`drop_dense_regions`). The weights ship in the package (no download): the
-model provider gives the packaged model ``damage-unet`` (:data:`pipelines.models.loaders.PACKAGED`),
-loaded by :func:`load_detector`.
+model provider gives the packaged models (:data:`pipelines.models.loaders.PACKAGED`), loaded by
+:func:`load_detector`: ``damage-unet`` (the ``standard`` detector) and ``damage-unet-conservative``
+(same network, also trained on clean letters, dials, lattices, hatching and cloth: on the
+held-out bench it leaves every clean photo under 0.5 % but finds less damage; docs/NOTES.md).
 
 The model-free straight-line pass (:mod:`pipelines.scratch_detection`, the detector before this
 one) is not merged in: on the held-out bench it added no recall and cost precision
@@ -30,6 +32,7 @@ from pipelines.tiling import run_tiled
 
 STAGE = "Finding damage..."
 DETECTOR_ID = "damage-unet"
+DETECTORS = {"standard": DETECTOR_ID, "conservative": "damage-unet-conservative"}  # choice -> model id
 # Hysteresis thresholds on the detector's probability, chosen on the training run's validation
 # split (tools/validate_damage_detector.py), never on the held-out benchmark: leaving clean photos
 # alone wins (the figures: docs/NOTES.md, "Damage detection").
@@ -45,29 +48,31 @@ TILE, OVERLAP, MOD = 512, 64, 16  # windows include their context; sides a multi
 MIRRORED_PASS = True  # more precision, less clean coverage, at twice the cost (docs/NOTES.md)
 
 
-def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext) -> np.ndarray:
-    """A bool HxW mask (True = repair here) for float RGB ``rgb`` in [0, 1]. Pixels inside
-    ``protect_boxes`` ([x0, y0, x1, y1]) are never marked. Reports progress 0..1 on ``ctx``."""
-    mask = learned_mask(rgb, ctx)
+def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx: StepContext,
+                  detector: str = "standard") -> np.ndarray:
+    """A bool HxW mask (True = repair here) for float RGB ``rgb`` in [0, 1] by the named
+    :data:`DETECTORS` entry. Pixels inside ``protect_boxes`` ([x0, y0, x1, y1]) are never marked.
+    Reports progress 0..1 on ``ctx``."""
+    mask = learned_mask(rgb, ctx, detector=detector)
     for x0, y0, x1, y1 in whole_pixel_boxes(protect_boxes):
         mask[y0:y1, x0:x1] = False
     return mask
 
 
-def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
-    """The learned pass at full resolution; ``model`` defaults to the provider's packaged detector."""
-    probabilities = damage_probability(rgb, ctx, model)
+def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None, detector: str = "standard") -> np.ndarray:
+    """The learned pass at full resolution; ``model`` defaults to the provider's ``detector``."""
+    probabilities = damage_probability(rgb, ctx, model, detector)
     mask = drop_dense_regions(hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD))
     if mask.shape != rgb.shape[:2]:
         mask = cv2.resize(mask.view(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     return mask
 
 
-def damage_probability(rgb: np.ndarray, ctx: StepContext, model: Any = None) -> np.ndarray:
+def damage_probability(rgb: np.ndarray, ctx: StepContext, model: Any = None, detector: str = "standard") -> np.ndarray:
     """Per-pixel damage probability (float32) on the detection copy of ``rgb``."""
-    detector = model if model is not None else ctx.model(DETECTOR_ID)
+    network = model if model is not None else ctx.model(DETECTORS[detector])
     small = detection_copy(rgb)
-    probabilities = run_tiled(small, _window_runner(detector), scale=1, tile=TILE, overlap=OVERLAP, mod=MOD,
+    probabilities = run_tiled(small, _window_runner(network), scale=1, tile=TILE, overlap=OVERLAP, mod=MOD,
                               on_tile=lambda done, total: ctx.progress(done / total, STAGE),
                               check_cancelled=ctx.check_cancelled, channels=1)
     return probabilities[..., 0]

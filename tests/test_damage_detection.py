@@ -203,6 +203,47 @@ def test_noisy_jpeg_textures_are_left_alone(name):
     assert psnr(outcome.image.rgb, clean, everywhere) >= psnr(noisy, clean, everywhere) - 1.0
 
 
+# The conservative detector (trained with clean letters, dials, lattices, hatching and cloth too).
+CONSERVATIVE_CLEAN = [n for n in HARD_NEGATIVES if n != "rocket"] + [
+    _known_miss("rocket", "the gantry is flagged by this one too (1.30% of the photo, measured)")]
+CONSERVATIVE_NOISY = [n for n in HARD_NEGATIVES if n not in ("rocket", "coins", "page")] + [
+    _known_miss("rocket", "1.45% flagged when noisy, measured"),
+    _known_miss("page", "letters filled: 1.7 dB further from the noise-free page than the input, measured"),
+    _known_miss("coins", "coin rims: 3.7 dB further from the original, measured")]
+
+
+@pytest.mark.parametrize("name", CONSERVATIVE_CLEAN)
+def test_the_conservative_detector_leaves_clean_textures_alone(name):
+    clean = clean_photo(name)
+    outcome = STEP.run(Picture(clean), STEP.checked({"detector": "conservative"}), step_context())
+    assert outcome.measurements["scratchCoverage"] < 0.5
+    assert psnr(outcome.image.rgb, clean, np.ones(clean.shape[:2], bool)) >= 40.0
+
+
+@pytest.mark.parametrize("name", CONSERVATIVE_NOISY)
+def test_the_conservative_detector_leaves_noisy_textures_alone(name):
+    clean = clean_photo(name)
+    noisy = _noisy(clean, seed=3)
+    outcome = STEP.run(Picture(noisy), STEP.checked({"detector": "conservative"}), step_context())
+    assert outcome.measurements["scratchCoverage"] < 0.5
+    everywhere = np.ones(clean.shape[:2], bool)
+    assert psnr(outcome.image.rgb, clean, everywhere) >= psnr(noisy, clean, everywhere) - 1.0
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+@pytest.mark.parametrize("name,level", [("astronaut", 0.95), ("camera", 0.92)])
+def test_the_conservative_detector_still_finds_damage(kind, name, level):
+    clean = photo(name)
+    image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
+    outcome = STEP.run(Picture(image), STEP.checked({"detector": "conservative"}), step_context())
+    recall, precision = tolerant(outcome.damage_mask, truth)
+    gain = psnr(outcome.image.rgb, clean, truth) - psnr(image, clean, truth)
+    # Measured: recall 0.76-1.00, precision 0.71-0.92, gain +3.3..+18.3 dB; cracks are where it
+    # gives most away (recall 0.76-0.81, gain +3.3..+3.9 dB against the standard one's >= +8).
+    assert recall >= 0.7 and precision >= 0.65, (recall, precision)
+    assert gain >= (2.5 if kind == "crack" else 8.0)
+
+
 def test_protected_boxes_are_never_marked():
     image, truth = damaged(photo("astronaut"), curved_scratch, seed=7, level=0.95)
     box = (100, 100, 400, 400)
@@ -246,6 +287,9 @@ def test_the_packaged_detector_comes_from_the_provider_with_its_precision():
     models = PackagedModels("cpu")
     detector = models.get("damage-unet")
     assert models.get("damage-unet") is detector and isinstance(detector.precision, Precision)
+    conservative = models.get("damage-unet-conservative")
+    assert conservative is not detector and isinstance(conservative.precision, Precision)
+    assert conservative.meta["step"] > 0 and detector.meta != conservative.meta
     with pytest.raises(ModelUnavailable):
         models.get("gfpgan-v1.4")  # a bundle's model: not packaged
     without = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)

@@ -104,6 +104,21 @@ async def test_nothing_found_still_writes_an_all_black_mask(client):
     assert mask.shape == (64, 96) and not mask.any() and result["scratchCoverage"] == 0
 
 
+async def test_the_conservative_detector_is_chosen_per_request(client, settings):
+    from tests.test_damage_detection import brick_wall
+
+    wall = encode((brick_wall() * 255).round().astype(np.uint8), "PNG")
+    masks = {}
+    for detector in ("standard", "conservative"):
+        body = await post(client, form(wall, damageDetector=detector, **FAST))
+        masks[detector] = await damage_mask(client, await result_of(client, body))
+    # Measured on this drawn wall: the standard detector takes 0.28% of the mortar for damage.
+    assert masks["standard"].mean() > 0.001 and not masks["conservative"].any()
+    bad = await post(client, form(wall, damageDetector="cautious"), expect=400)
+    assert bad["error"]["code"] == "INVALID_PARAMS"
+    assert [f["field"] for f in bad["error"]["fields"]] == ["damageDetector"]
+
+
 async def test_no_repair_no_damage_mask(client):
     result = await result_of(client, await post(client, form(encode(astronaut(64), "PNG"), scratchRemoval=False,
                                                              **FAST)))

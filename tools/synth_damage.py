@@ -27,7 +27,6 @@ from tools.synth_structures import STRUCTURES
 
 SUPER = 4  # supersampling factor for anti-aliased drawing
 VISIBLE = 6.0 / 255.0  # a pixel is damaged when the damage moved it by more than this
-STRUCTURE_FRACTION = 0.25  # crops that get a clean thin-line structure (synth_structures)
 # scikit-image's bundled photos (no download), with hard negatives (text, page, brick, gravel,
 # grass, clock, cell, coins, logo) weighted up so the detector learns what a scratch is not.
 PHOTOS = {
@@ -266,12 +265,14 @@ def _with_structure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int,
-                clean_fraction: float = 0.25) -> Sample:
+                clean_fraction: float = 0.25, structure_fraction: float = 0.0) -> Sample:
+    """One crop; ``structure_fraction`` of them get a clean thin-line structure (the conservative
+    detector's training; at 0 no random number is drawn for it, so the standard run is unchanged)."""
     names = list(PHOTOS)
     weights = np.array([PHOTOS[n] for n in names]) / sum(PHOTOS.values())
     photo = photos[names[rng.choice(len(names), p=weights)]]
     image = _crop(rng, photo, size)
-    if rng.random() < STRUCTURE_FRACTION:
+    if structure_fraction and rng.random() < structure_fraction:
         image = _with_structure(rng, image)
     image = _tone(rng, image)
     clean = image.copy()

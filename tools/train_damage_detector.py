@@ -1,12 +1,16 @@
 """Train the learned damage detector shipped in pipelines/models/weights/damage-unet.pt.
 
-    .venv/bin/python tools/train_damage_detector.py            # the shipped run (about an hour on CPU; docs/NOTES.md)
+    .venv/bin/python tools/train_damage_detector.py            # the shipped standard detector (about an hour on CPU)
+    .venv/bin/python tools/train_damage_detector.py --structure-fraction 0.25 \
+        --out pipelines/models/weights/damage-unet-conservative.pt   # the shipped conservative one (35 min)
     .venv/bin/python tools/train_damage_detector.py --steps 50  # a smoke run
 
 CPU only, fixed seeds: the same command on the same torch build gives the same weights (bf16
 autocast with channels_last, which uses AMX where the CPU has it). Training data: crops of
 scikit-image's bundled photos with synthetic damage from tools/synth_damage.py, drawn afresh for
-every step; validation: a fixed set drawn with another seed. No other photos are used.
+every step; validation: a fixed set drawn with another seed. No other photos are used. With
+``--structure-fraction`` that share of the crops (training and validation) also carry clean
+letters, dials, lattices, hatching or cloth from tools/synth_structures.py, labelled undamaged.
 The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves, and at the end.
 """
 from __future__ import annotations
@@ -29,8 +33,9 @@ from tools.synth_damage import load_photos, make_sample  # noqa: E402
 log = logging.getLogger("train_damage_detector")
 
 
-def batch(rng: np.random.Generator, photos, size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = [make_sample(rng, photos, size) for _ in range(count)]
+def batch(rng: np.random.Generator, photos, size: int, count: int,
+          structure_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [make_sample(rng, photos, size, structure_fraction=structure_fraction) for _ in range(count)]
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
     masks = torch.from_numpy(np.stack([s.mask for s in samples])).unsqueeze(1).float()
     return images.contiguous(memory_format=torch.channels_last), masks
@@ -70,14 +75,15 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     photos = load_photos()
-    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch) for i in range(args.val_batches)]
+    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction)
+                  for i in range(args.val_batches)]
     rng = np.random.default_rng(args.seed)
     model = DamageUNet().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     best, started = -1.0, time.perf_counter()
     for step in range(1, args.steps + 1):
-        images, masks = batch(rng, photos, args.size, args.batch)
+        images, masks = batch(rng, photos, args.size, args.batch, args.structure_fraction)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
@@ -92,7 +98,8 @@ def train(args: argparse.Namespace) -> None:
                      {k: round(v, 3) for k, v in scores.items()}, elapsed)
             if scores["f1"] > best:
                 best = scores["f1"]
-                save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size, **scores})
+                save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
+                                       "structure_fraction": args.structure_fraction, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
 
 
@@ -106,6 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--val-batches", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--structure-fraction", type=float, default=0.0,
+                        help="share of crops with clean thin-line structures (0.25: the conservative detector)")
     parser.add_argument("--out", type=Path, default=PACKAGED_WEIGHTS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(parser.parse_args())

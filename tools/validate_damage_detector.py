@@ -1,6 +1,6 @@
 """Choose the learned detector's thresholds on the training photos' validation split.
 
-    .venv/bin/python tools/validate_damage_detector.py [--weights PATH]
+    .venv/bin/python tools/validate_damage_detector.py [--weights PATH] [--mirrored] [--structure-fraction 0.25]
 
 Damage from tools/synth_damage.py with seeds apart from training (and from the tests), on
 scikit-image photos only; the held-out benchmark (bench/restore_quality.py) is never used for this.
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--mirrored", action="store_true", help="average in the mirrored view's answer")
+    parser.add_argument("--structure-fraction", type=float, default=0.0,
+                        help="share of damaged crops drawn over clean structures (the conservative run's 0.25)")
     args = parser.parse_args()
     dd.MIRRORED_PASS = args.mirrored
     model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
@@ -56,7 +58,8 @@ def main() -> None:
         model.precision = precision
     photos = load_photos()
     rng = np.random.default_rng(20_000)
-    damaged = [make_sample(rng, photos, 384, clean_fraction=0.0) for _ in range(args.samples)]
+    damaged = [make_sample(rng, photos, 384, clean_fraction=0.0, structure_fraction=args.structure_fraction)
+               for _ in range(args.samples)]
     probabilities = [dd.damage_probability(s.image, QUIET, model) for s in damaged]
     straight = [scratch_mask(s.image) for s in damaged]
     clean = [(name, p) for name, p in photos.items()] + [

@@ -31,7 +31,8 @@ log = logging.getLogger("restora.models")
 Loader = Callable[[Path, str], Any]
 
 # Model id -> (loader, file in pipelines/models/weights/) for the models the package ships.
-PACKAGED = {"damage-unet": ("damage-unet", "damage-unet.pt")}
+PACKAGED = {"damage-unet": ("damage-unet", "damage-unet.pt"),
+            "damage-unet-conservative": ("damage-unet", "damage-unet-conservative.pt")}
 PACKAGED_DIR = Path(__file__).with_name("weights")
 
 

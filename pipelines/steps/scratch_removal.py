@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipelines.base import Picture, Step, StepContext, StepOutcome
-from pipelines.damage_detection import detect_damage
+from pipelines.damage_detection import DETECTORS, detect_damage
 from pipelines.faces import face_boxes
 from pipelines.inpainting import fill_damage
 from pipelines.params import Param
@@ -18,8 +18,11 @@ from pipelines.scratch_detection import scratch_mask
 __all__ = ["STEP", "run", "scratch_mask"]
 STAGE = "Removing scratches..."
 DETECT_SHARE = 0.5  # of the step's progress bar; the fill has the rest, one report per crop
+DETECTOR = Param("detector", "string", "standard", "Damage detector: standard, or conservative (leaves letters, "
+                 "dials, lattices and fine patterns alone; finds less damage).", choices=tuple(DETECTORS))
 PARAMS = (
     Param("detect", "boolean", True, "Find the damage (off: repair only the caller's mask)."),
+    DETECTOR,
     Param("protectFaces", "boolean", False, "Leave detected faces untouched (enhance's restore mode)."),
     Param("protect_boxes", "boxes", (), "Pixel boxes [x0, y0, x1, y1] left untouched."),
 )
@@ -39,7 +42,7 @@ def run(image: Picture, params: Mapping[str, Any], ctx: StepContext) -> StepOutc
 def _damage_mask(image: Picture, protect: Sequence[Sequence[float]], params: Mapping[str, Any],
                  ctx: StepContext) -> np.ndarray:
     if params["detect"]:
-        mask = detect_damage(image.rgb, protect, _share_of(ctx, 0.0, DETECT_SHARE))
+        mask = detect_damage(image.rgb, protect, _share_of(ctx, 0.0, DETECT_SHARE), params["detector"])
     else:
         mask = np.zeros((image.height, image.width), bool)
     if ctx.user_mask is not None:

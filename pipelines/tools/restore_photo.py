@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pipelines.params import Param, ValidParams
-from pipelines.steps import colorize, denoise, face_enhancement
+from pipelines.steps import colorize, denoise, face_enhancement, scratch_removal
 from pipelines.tools import InputInfo, StepCall, Tool
 from pipelines.tools.common import COLOR_MODELS, FACE_MODELS, OUTPUT_PARAMS
 
 PARAMS = (
     Param("scratchRemoval", "boolean", True, "Remove scratches, cracks and fold lines."),
+    replace(scratch_removal.DETECTOR, name="damageDetector"),
     Param("faceEnhancement", "boolean", True, "Enhance faces (needs the photo-restoration bundle)."),
     replace(face_enhancement.FIDELITY, description="Face fidelity: higher keeps more of the original face."),
     Param("denoise", "boolean", True, "Reduce noise and grain when the photo has any."),
@@ -22,7 +23,8 @@ PARAMS = (
 def plan(params: ValidParams, info: InputInfo) -> list[StepCall]:
     # Order from the contract: scratch repair, faces, denoise, then colorize last.
     wanted = [
-        ("scratchRemoval", StepCall("scratch_removal", {"detect": params["scratchRemoval"]})),
+        ("scratchRemoval", StepCall("scratch_removal", {"detect": params["scratchRemoval"],
+                                                          "detector": params["damageDetector"]})),
         ("faceEnhancement", StepCall("face_enhancement", {"fidelity": params["fidelity"]}, models=FACE_MODELS)),
         ("denoise", StepCall("denoise", {"strength": params["denoiseStrength"]})),
         ("colorize", StepCall("colorize", {"strength": params["colorizeStrength"]}, models=COLOR_MODELS)),
