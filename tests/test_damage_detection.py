@@ -289,7 +289,7 @@ def test_the_packaged_detector_comes_from_the_provider_with_its_precision():
     assert models.get("damage-unet") is detector and isinstance(detector.precision, Precision)
     conservative = models.get("damage-unet-conservative")
     assert conservative is not detector and isinstance(conservative.precision, Precision)
-    assert conservative.meta["step"] > 0 and detector.meta != conservative.meta
+    assert conservative.meta["structure_fraction"] == 0.25 and detector.meta.get("structure_fraction", 0) == 0
     with pytest.raises(ModelUnavailable):
         models.get("gfpgan-v1.4")  # a bundle's model: not packaged
     without = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)

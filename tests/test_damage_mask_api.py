@@ -104,7 +104,7 @@ async def test_nothing_found_still_writes_an_all_black_mask(client):
     assert mask.shape == (64, 96) and not mask.any() and result["scratchCoverage"] == 0
 
 
-async def test_the_conservative_detector_is_chosen_per_request(client, settings):
+async def test_the_conservative_detector_is_chosen_per_request(client):
     from tests.test_damage_detection import brick_wall
 
     wall = encode((brick_wall() * 255).round().astype(np.uint8), "PNG")

@@ -1,13 +1,14 @@
 """Clean thin-line structures: hard negatives for the learned damage detector.
 
 A scratch is a thin line, but so are letters, clock ticks, window bars, engraving hatches and
-threads. scikit-image's photos hold few of these, so the detector flagged them (the training
-validation split's structures, before: mean 1.84 %, worst 7.59 % coverage). Each drawer returns
-a clean float32 RGB 0..1 square of the requested side, drawn at 2x with Pillow (its bundled
-Aileron font for letters, no download), rotated, and area-averaged down. None of it is damage:
-its label is empty.
+threads. scikit-image's photos hold few of these, so the standard detector flags them (2.60 % mean,
+8.69 % worst of the validation tool's 16 structures; docs/NOTES.md). Each drawer returns a clean
+float32 RGB 0..1 square of the requested side, drawn at 2x (with Pillow and its bundled Aileron
+font for letters, no download; the cloth with NumPy) and area-averaged down. None of it is
+damage: its label is empty.
 
-For training (synth_damage.make_sample) and the training validation split only; the held-out
+For the conservative detector's training (synth_damage.make_sample's structure_fraction) and
+the training validation split only; the held-out
 benchmark (bench/restore_quality.py) draws its own clean set.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Train the learned damage detector shipped in pipelines/models/weights/damage-unet.pt.
+"""Train the learned damage detectors shipped in pipelines/models/weights/ (damage-unet.pt, and
+damage-unet-conservative.pt with --structure-fraction 0.25).
 
     .venv/bin/python tools/train_damage_detector.py            # the shipped standard detector (about an hour on CPU)
-    .venv/bin/python tools/train_damage_detector.py --structure-fraction 0.25 \
-        --out pipelines/models/weights/damage-unet-conservative.pt   # the shipped conservative one (35 min)
+    .venv/bin/python tools/train_damage_detector.py --structure-fraction 0.25  # the conservative one (35 min)
     .venv/bin/python tools/train_damage_detector.py --steps 50  # a smoke run
 
 CPU only, fixed seeds: the same command on the same torch build gives the same weights (bf16
@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.models.damage_unet import PACKAGED_WEIGHTS, DamageUNet  # noqa: E402
+from pipelines.models.damage_unet import CONSERVATIVE_WEIGHTS, PACKAGED_WEIGHTS, DamageUNet  # noqa: E402
 from tools.synth_damage import load_photos, make_sample  # noqa: E402
 
 log = logging.getLogger("train_damage_detector")
@@ -115,9 +115,13 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--structure-fraction", type=float, default=0.0,
                         help="share of crops with clean thin-line structures (0.25: the conservative detector)")
-    parser.add_argument("--out", type=Path, default=PACKAGED_WEIGHTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the packaged file of the detector the structure fraction trains")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train(parser.parse_args())
+    args = parser.parse_args()
+    if args.out is None:
+        args.out = CONSERVATIVE_WEIGHTS if args.structure_fraction else PACKAGED_WEIGHTS
+    train(args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ probability, per pixel, that it is a scratch, crack, dust speck or fold.
 
 Trained in this repository by ``tools/train_damage_detector.py`` on scikit-image's photos with
 synthetic damage (``tools/synth_damage.py``); the weights ship in the package
-(``pipelines/models/weights/damage-unet.pt``, a plain ``{'params': state_dict, 'meta': {...}}``
-checkpoint) and load like any other model, with no download.
+(``pipelines/models/weights/damage-unet.pt`` and the conservative ``damage-unet-conservative.pt``,
+plain ``{'params': state_dict, 'meta': {...}}`` checkpoints) and load like any other model, with no download.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 WIDTHS = (16, 24, 40, 64, 64)  # channels per level, full resolution first
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights") / "damage-unet.pt"
+CONSERVATIVE_WEIGHTS = PACKAGED_WEIGHTS.with_name("damage-unet-conservative.pt")  # trained with structures
 
 
 def _block(inputs: int, outputs: int) -> nn.Sequential:
