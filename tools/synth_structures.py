@@ -8,11 +8,12 @@ font for letters, no download; the cloth with NumPy) and area-averaged down. Non
 damage: its label is empty.
 
 For the conservative detector's training (synth_damage.make_sample's structure_fraction) and
-the training validation split only; the held-out
-benchmark (bench/restore_quality.py) draws its own clean set.
+the training validation split only; the held-out benchmark (bench/restore_quality.py) draws its
+own clean set.
 """
 from __future__ import annotations
 
+import functools
 import string
 from typing import Callable
 
@@ -32,10 +33,23 @@ def _palette(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]
     return tuple(int(v) for v in ink), tuple(int(v) for v in paper)
 
 
-def _finish(rng: np.random.Generator, canvas: Image.Image, paper: tuple[int, ...], size: int) -> np.ndarray:
-    rotated = canvas.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, fillcolor=paper)
-    pixels = np.asarray(rotated, np.float32) / 255.0
-    return np.clip(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+Body = Callable[[np.random.Generator, ImageDraw.ImageDraw, tuple[int, ...], int], None]
+
+
+def _drawn(body: Body) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """A drawer from ``body(rng, draw, ink, side)``, which draws in ink on a paper sheet of
+    ``side`` = size x DRAW_SCALE pixels; the sheet is then turned and area-averaged to ``size``."""
+    @functools.wraps(body)
+    def draw_structure(rng: np.random.Generator, size: int) -> np.ndarray:
+        side = size * DRAW_SCALE
+        ink, paper = _palette(rng)
+        canvas = Image.new("RGB", (side, side), paper)
+        body(rng, ImageDraw.Draw(canvas), ink, side)
+        rotated = canvas.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, fillcolor=paper)
+        pixels = np.asarray(rotated, np.float32) / 255.0
+        return np.clip(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA), 0, 1)
+
+    return draw_structure
 
 
 def _word(rng: np.random.Generator) -> str:
@@ -43,26 +57,19 @@ def _word(rng: np.random.Generator) -> str:
     return "".join(rng.choice(list(letters), size=int(rng.integers(2, 10))))
 
 
-def lettering(rng: np.random.Generator, size: int) -> np.ndarray:
+@_drawn
+def lettering(rng: np.random.Generator, draw: ImageDraw.ImageDraw, ink: tuple[int, ...], side: int) -> None:
     """Lines of text from 7 to 40 px high: a page, a sign, a caption."""
-    side = size * DRAW_SCALE
-    ink, paper = _palette(rng)
-    canvas = Image.new("RGB", (side, side), paper)
-    draw = ImageDraw.Draw(canvas)
     height = int(rng.uniform(7, 40) * DRAW_SCALE)
     font = ImageFont.load_default(height)
     for y in range(int(rng.uniform(-0.5, 0.5) * height), side, int(height * rng.uniform(1.1, 1.8))):
         line = " ".join(_word(rng) for _ in range(int(side / height) + 2))
         draw.text((int(rng.uniform(-3, 0) * height), y), line, fill=ink, font=font)
-    return _finish(rng, canvas, paper, size)
 
 
-def dial(rng: np.random.Generator, size: int) -> np.ndarray:
+@_drawn
+def dial(rng: np.random.Generator, draw: ImageDraw.ImageDraw, ink: tuple[int, ...], side: int) -> None:
     """A clock or gauge face: a rim, radial ticks, numerals and hands."""
-    side = size * DRAW_SCALE
-    ink, paper = _palette(rng)
-    canvas = Image.new("RGB", (side, side), paper)
-    draw = ImageDraw.Draw(canvas)
     centre = rng.uniform(0.3, 0.7, 2) * side
     radius = rng.uniform(0.3, 1.0) * side
     width = max(1, int(rng.uniform(0.6, 2.5) * DRAW_SCALE))
@@ -82,15 +89,11 @@ def dial(rng: np.random.Generator, size: int) -> np.ndarray:
         angle = rng.uniform(0, 2 * np.pi)
         tip = centre + np.array([np.cos(angle), np.sin(angle)]) * radius * length
         draw.line([*centre, *tip], fill=ink, width=width * 2)
-    return _finish(rng, canvas, paper, size)
 
 
-def lattice(rng: np.random.Generator, size: int) -> np.ndarray:
+@_drawn
+def lattice(rng: np.random.Generator, draw: ImageDraw.ImageDraw, ink: tuple[int, ...], side: int) -> None:
     """A grid of thin bars or mortar joints, offset by rows like brick or square like a window."""
-    side = size * DRAW_SCALE
-    ink, paper = _palette(rng)
-    canvas = Image.new("RGB", (side, side), paper)
-    draw = ImageDraw.Draw(canvas)
     cell_w, cell_h = rng.uniform(8, 60, 2) * DRAW_SCALE
     width = max(1, int(rng.uniform(0.7, 3.0) * DRAW_SCALE))
     offset_rows = rng.random() < 0.5
@@ -100,15 +103,11 @@ def lattice(rng: np.random.Generator, size: int) -> np.ndarray:
         for x in np.arange(-shift, side + cell_w, cell_w):
             top = y if offset_rows else 0
             draw.line([x, top, x, y + cell_h if offset_rows else side], fill=ink, width=width)
-    return _finish(rng, canvas, paper, size)
 
 
-def hatching(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Engraving-style parallel strokes, straight or gently curved, in patches of varying tone."""
-    side = size * DRAW_SCALE
-    ink, paper = _palette(rng)
-    canvas = Image.new("RGB", (side, side), paper)
-    draw = ImageDraw.Draw(canvas)
+@_drawn
+def hatching(rng: np.random.Generator, draw: ImageDraw.ImageDraw, ink: tuple[int, ...], side: int) -> None:
+    """Engraving-style parallel strokes, straight or gently curved, each of its own weight."""
     gap = rng.uniform(3, 10) * DRAW_SCALE
     bend, period = rng.uniform(0, 12) * DRAW_SCALE, rng.uniform(60, 400) * DRAW_SCALE
     xs = np.linspace(0, side, 48)
@@ -116,7 +115,6 @@ def hatching(rng: np.random.Generator, size: int) -> np.ndarray:
         width = max(1, int(rng.uniform(0.5, 2.0) * DRAW_SCALE))
         ys = y0 + bend * np.sin(xs / period * 2 * np.pi)
         draw.line(list(zip(xs.tolist(), ys.tolist())), fill=ink, width=width)
-    return _finish(rng, canvas, paper, size)
 
 
 def woven_cloth(rng: np.random.Generator, size: int = 384) -> np.ndarray:
