@@ -1,9 +1,14 @@
-"""Train the learned damage detectors shipped in pipelines/models/weights/ (damage-unet.pt, and
-damage-unet-conservative.pt with --structure-fraction 0.25).
+"""Train the two learned damage detectors shipped in pipelines/models/weights/.
 
-    .venv/bin/python tools/train_damage_detector.py            # the shipped standard detector (about an hour on CPU)
-    .venv/bin/python tools/train_damage_detector.py --structure-fraction 0.25  # the conservative one (35 min)
-    .venv/bin/python tools/train_damage_detector.py --steps 50  # a smoke run
+    T=tools/train_damage_detector.py
+    .venv/bin/python $T                                 # damage-unet.pt, the standard one (35-56 min on 2 cores)
+    .venv/bin/python $T --init pipelines/models/weights/damage-unet.pt \
+        --structure-fraction 0.25 --lr 1e-3            # damage-unet-conservative.pt (36 min)
+    .venv/bin/python $T --steps 50 --out /tmp/smoke.pt  # a smoke run
+
+The conservative detector is the standard one fine-tuned, so the first command comes before the
+second. ``--init`` starts from a checkpoint's params instead of random ones (the one-cycle
+learning-rate schedule starts afresh).
 
 CPU only, fixed seeds: the same command on the same torch build gives the same weights (bf16
 autocast with channels_last, which uses AMX where the CPU has it). Training data: crops of
@@ -78,7 +83,10 @@ def train(args: argparse.Namespace) -> None:
     validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction)
                   for i in range(args.val_batches)]
     rng = np.random.default_rng(args.seed)
-    model = DamageUNet().to(memory_format=torch.channels_last)
+    model = DamageUNet()
+    if args.init is not None:  # fine-tune: start from a checkpoint of the same network
+        model.load_state_dict({k: v.float() for k, v in torch.load(args.init, weights_only=True)["params"].items()})
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     best, started = -1.0, time.perf_counter()
@@ -99,8 +107,19 @@ def train(args: argparse.Namespace) -> None:
             if scores["f1"] > best:
                 best = scores["f1"]
                 save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
-                                       "structure_fraction": args.structure_fraction, **scores})
+                                       "structure_fraction": args.structure_fraction,
+                                       "init": args.init.name if args.init else None, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
+
+
+def default_out(args: argparse.Namespace) -> Path | None:
+    """The packaged file of the detector these arguments train (see the module's commands), or
+    None when they train neither."""
+    if args.init is None and not args.structure_fraction:
+        return PACKAGED_WEIGHTS
+    if args.init is not None and args.structure_fraction:
+        return CONSERVATIVE_WEIGHTS
+    return None
 
 
 def main() -> None:
@@ -115,12 +134,16 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--structure-fraction", type=float, default=0.0,
                         help="share of crops with clean thin-line structures (0.25: the conservative detector)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint's params (fine-tuning) instead of random ones")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: the packaged file of the detector the structure fraction trains")
+                        help="default: the packaged file of the detector these arguments train")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parser.parse_args()
     if args.out is None:
-        args.out = CONSERVATIVE_WEIGHTS if args.structure_fraction else PACKAGED_WEIGHTS
+        args.out = default_out(args)
+    if args.out is None:
+        parser.error("these arguments train no packaged detector: give --out")
     train(args)
 
 
