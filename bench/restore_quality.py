@@ -10,7 +10,7 @@ sigma 4 noise + JPEG q85. Detectors side by side, every mask filled by the same 
 - ``today``: ``pipelines.scratch_detection.scratch_mask``, the straight-line detector;
 - ``snapotter``: the peer's line top-hat, re-implemented here (``line_tophat_mask``);
 - ``new``: ``pipelines.damage_detection.detect_damage``, the product's detector;
-- ``conservative``: the same with ``damageDetector: "conservative"`` (trained with clean structures);
+- ``conservative``: the same with ``damageDetector: "conservative"`` (fine-tuned with clean structures);
 - ``truth``: the true mask, the upper bound.
 
 Printed per damage type and detector: pixel recall and precision with a 2 px tolerance, PSNR gain

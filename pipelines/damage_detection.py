@@ -10,8 +10,9 @@ flagged densely (a woven cloth, a lattice) are texture, not damage, and are drop
 (:func:`drop_dense_regions`). The weights ship in the package (no download): the
 model provider gives the packaged models (:data:`pipelines.models.loaders.PACKAGED`), loaded by
 :func:`load_detector`: ``damage-unet`` (the ``standard`` detector) and ``damage-unet-conservative``
-(same network, also trained on clean letters, dials, lattices, hatching and cloth: on the
-held-out bench it leaves every clean photo under 0.5 % but finds less damage; docs/NOTES.md).
+(the same weights fine-tuned with clean letters, dials, lattices, hatching and cloth as
+negatives: on the held-out bench it flags a quarter as much of clean photos, and finds less
+damage; docs/NOTES.md).
 
 The model-free straight-line pass (:mod:`pipelines.scratch_detection`, the detector before this
 one) is not merged in: on the held-out bench it added no recall and cost precision

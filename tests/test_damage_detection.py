@@ -180,16 +180,16 @@ def _cases(detector: str, misses: dict[str, str]) -> list:
 
 ROCKET = "the launch gantry's lattice is flagged (1.04% of the photo, measured)"
 BRICK_WALL = "mortar joints are flagged (0.3% of the drawn wall, 35 dB; 1.4 dB worse when noisy; measured)"
-# The conservative detector was trained with clean letters, dials, lattices, hatching and cloth too.
+# The conservative detector is the standard one fine-tuned with clean letters, dials, lattices,
+# hatching and cloth as negatives.
 CLEAN_CASES = _cases("standard", {"rocket": ROCKET, "brick_wall": BRICK_WALL}) + _cases(
-    "conservative", {"rocket": "the gantry is flagged by this one too (1.30% of the photo, measured)"})
+    "conservative", {"rocket": "the gantry is flagged by this one too: 0.27% of the photo, 38.4 dB, measured"})
 NOISY_CASES = _cases("standard", {
     "rocket": ROCKET, "brick_wall": BRICK_WALL,
     "coins": "coin rims are flagged and filled: 3.3 dB further from the original, measured"}) + _cases(
     "conservative", {
-        "rocket": "1.45% flagged when noisy, measured",
-        "page": "letters filled: 1.7 dB further from the noise-free page than the input, measured",
-        "coins": "coin rims: 3.7 dB further from the original, measured"})
+        "rocket": "the gantry when noisy: 0.40% flagged, 1.2 dB further from the original, measured",
+        "coins": "coin rims: 3.1 dB further from the original, measured"})
 
 
 @pytest.mark.parametrize("detector,name", CLEAN_CASES)
@@ -220,10 +220,11 @@ def test_the_conservative_detector_still_finds_damage(kind, name, level):
     outcome = STEP.run(Picture(image), STEP.checked({"detector": "conservative"}), step_context())
     recall, precision = tolerant(outcome.damage_mask, truth)
     gain = psnr(outcome.image.rgb, clean, truth) - psnr(image, clean, truth)
-    # Measured: recall 0.76-1.00, precision 0.71-0.92, gain +3.3..+18.3 dB; cracks are where it
-    # gives most away (recall 0.76-0.81, gain +3.3..+3.9 dB against the standard one's >= +8).
-    assert recall >= 0.7 and precision >= 0.65, (recall, precision)
-    assert gain >= (2.5 if kind == "crack" else 8.0)
+    # Measured: recall 0.75-1.00, precision 0.76-0.94, gain +2.9..+19.4 dB; cracks are where it
+    # gives most away (recall 0.75-0.83, gain +2.9..+4.9 dB against the standard one's >= +8), and
+    # the fold on the astronaut gets +7.5 dB.
+    assert recall >= 0.7 and precision >= 0.75, (recall, precision)
+    assert gain >= (2.5 if kind == "crack" else 7.0)
 
 
 def test_protected_boxes_are_never_marked():
@@ -272,6 +273,7 @@ def test_the_packaged_detector_comes_from_the_provider_with_its_precision():
     conservative = models.get("damage-unet-conservative")
     assert conservative is not detector and isinstance(conservative.precision, Precision)
     assert conservative.meta["structure_fraction"] == 0.25 and detector.meta.get("structure_fraction", 0) == 0
+    assert conservative.meta["init"] == "damage-unet.pt"  # the standard detector, fine-tuned
     with pytest.raises(ModelUnavailable):
         models.get("gfpgan-v1.4")  # a bundle's model: not packaged
     without = StepContext(report=lambda *_: None, is_cancelled=lambda: False, models=None)

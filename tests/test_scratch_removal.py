@@ -8,6 +8,7 @@ import pytest
 from pipelines.base import Cancelled, Picture, StepContext
 from pipelines.steps.scratch_removal import STEP, scratch_mask
 from tests.conftest import photo, step_context
+from tests.test_damage_detection import tolerant
 
 BRIGHT, DARK = 0.95, 0.05
 # (start, end) as fractions of (width, height), width in pixels at scale 1, value.
@@ -80,6 +81,21 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
     near_scratches = cv2.dilate(truth.astype(np.uint8), np.ones((33, 33), np.uint8)) > 0
     assert psnr(outcome.image.rgb, damaged, ~near_scratches) > 34.0
     assert outcome.image.alpha is alpha and outcome.image.info == {"source": name}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera"])
+def test_the_conservative_detector_repairs_less_of_long_straight_scratches(name):
+    clean = photo(name)
+    damaged, truth = damage(clean)
+    recalls = {}
+    for detector in ("standard", "conservative"):
+        outcome = repair(damaged, {"detector": detector})
+        recalls[detector], precision = tolerant(outcome.damage_mask, truth)
+        assert precision >= 0.9
+    # Measured: standard recall 0.89-0.96; conservative 0.62-0.82 (gain +1.9..+7.8 dB): it was
+    # fine-tuned with lattices and hatching as negatives, and takes part of a line that crosses
+    # the whole photo for one. A known limit (README), held here so it cannot grow unnoticed.
+    assert recalls["standard"] >= 0.85 and 0.55 <= recalls["conservative"] < recalls["standard"]
 
 
 def test_sixteen_bit_photos_are_inpainted_in_sixteen_bits():
