@@ -16,7 +16,7 @@ scikit-image's bundled photos with synthetic damage from tools/synth_damage.py, 
 every step; validation: a fixed set drawn with another seed. No other photos are used. With
 ``--structure-fraction`` that share of the crops (training and validation) also carry clean
 letters, dials, lattices, hatching or cloth from tools/synth_structures.py, labelled undamaged.
-The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves, and at the end.
+The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves.
 """
 from __future__ import annotations
 
@@ -108,17 +108,24 @@ def train(args: argparse.Namespace) -> None:
                 best = scores["f1"]
                 save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
                                        "structure_fraction": args.structure_fraction,
-                                       "init": args.init.name if args.init else None, **scores})
+                                       "init": args.init.name if args.init else None, "lr": args.lr, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
 
 
-def default_out(args: argparse.Namespace) -> Path | None:
-    """The packaged file of the detector these arguments train (see the module's commands), or
-    None when they train neither."""
-    if args.init is None and not args.structure_fraction:
-        return PACKAGED_WEIGHTS
-    if args.init is not None and args.structure_fraction:
-        return CONSERVATIVE_WEIGHTS
+# The packaged detectors' recipes: the settings that differ between them. All other settings
+# (but --threads, which changes no result) must be the parser's defaults.
+RECIPES = {PACKAGED_WEIGHTS: {"init": None, "structure_fraction": 0.0, "lr": 2e-3},
+           CONSERVATIVE_WEIGHTS: {"init": PACKAGED_WEIGHTS, "structure_fraction": 0.25, "lr": 1e-3}}
+
+
+def default_out(args: argparse.Namespace, defaults: dict) -> Path | None:
+    """The packaged file these arguments reproduce (see the module's commands), or None: a run
+    with any other setting must not replace a shipped detector unasked."""
+    for out, recipe in RECIPES.items():
+        wanted = {**defaults, **recipe, "threads": args.threads, "out": None}
+        given = {**vars(args), "init": args.init.resolve() if args.init else None}
+        if given == wanted:
+            return out
     return None
 
 
@@ -141,9 +148,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parser.parse_args()
     if args.out is None:
-        args.out = default_out(args)
+        args.out = default_out(args, {name: parser.get_default(name) for name in vars(args)})
     if args.out is None:
-        parser.error("these arguments train no packaged detector: give --out")
+        parser.error("these arguments reproduce no packaged detector: give --out")
     train(args)
 
 
