@@ -96,12 +96,18 @@ def tolerant(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 DAMAGE = {"curved": curved_scratch, "crack": crack, "dust": dust, "film": film_scratch, "fold": fold}
 
 
+def _repaired(kind: str, name: str, level: float, detector: str = "standard"):
+    """(clean photo, damaged image, true mask, the scratch step's outcome) for ``kind`` drawn on
+    ``name`` in ``level`` and repaired with ``detector``."""
+    clean = photo(name)
+    image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
+    return clean, image, truth, STEP.run(Picture(image), STEP.checked({"detector": detector}), step_context())
+
+
 @pytest.mark.parametrize("kind", DAMAGE)
 @pytest.mark.parametrize("name,level", [("astronaut", 0.95), ("coffee", 0.05), ("camera", 0.92)])
 def test_each_kind_of_damage_is_found_and_repaired(kind, name, level):
-    clean = photo(name)
-    image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
-    outcome = STEP.run(Picture(image), STEP.checked({}), step_context())
+    clean, image, truth, outcome = _repaired(kind, name, level)
     recall, precision = tolerant(outcome.damage_mask, truth)
     # Measured with the shipped weights: recall 0.88-1.00, precision 0.56-0.94 (false alarms on
     # bright rims and edges of coffee and camera), gain +9.4..+22.2 dB, the undamaged area
@@ -215,9 +221,7 @@ def test_noisy_jpeg_textures_are_left_alone(detector, name):
 @pytest.mark.parametrize("kind", DAMAGE)
 @pytest.mark.parametrize("name,level", [("astronaut", 0.95), ("camera", 0.92)])
 def test_the_conservative_detector_still_finds_damage(kind, name, level):
-    clean = photo(name)
-    image, truth = damaged(clean, DAMAGE[kind], seed=7, level=level)
-    outcome = STEP.run(Picture(image), STEP.checked({"detector": "conservative"}), step_context())
+    clean, image, truth, outcome = _repaired(kind, name, level, "conservative")
     recall, precision = tolerant(outcome.damage_mask, truth)
     gain = psnr(outcome.image.rgb, clean, truth) - psnr(image, clean, truth)
     # Measured: recall 0.75-1.00, precision 0.76-0.94, gain +2.9..+19.4 dB; cracks are where it

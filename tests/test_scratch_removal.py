@@ -85,7 +85,7 @@ def test_drawn_scratches_are_repaired_and_nothing_else_changes(name):
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera"])
-def test_the_conservative_detector_repairs_less_of_long_straight_scratches(name):
+def test_both_detectors_find_most_of_long_straight_scratches(name):
     clean = photo(name)
     damaged, truth = damage(clean)
     recalls = {}

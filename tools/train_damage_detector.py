@@ -121,9 +121,9 @@ RECIPES = {PACKAGED_WEIGHTS: {"init": None, "structure_fraction": 0.0, "lr": 2e-
 def default_out(args: argparse.Namespace, defaults: dict) -> Path | None:
     """The packaged file these arguments reproduce (see the module's commands), or None: a run
     with any other setting must not replace a shipped detector unasked."""
+    given = {**vars(args), "init": args.init.resolve() if args.init else None}
     for out, recipe in RECIPES.items():
         wanted = {**defaults, **recipe, "threads": args.threads, "out": None}
-        given = {**vars(args), "init": args.init.resolve() if args.init else None}
         if given == wanted:
             return out
     return None

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 WIDTHS = (16, 24, 40, 64, 64)  # channels per level, full resolution first
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights") / "damage-unet.pt"
-CONSERVATIVE_WEIGHTS = PACKAGED_WEIGHTS.with_name("damage-unet-conservative.pt")  # trained with structures
+CONSERVATIVE_WEIGHTS = PACKAGED_WEIGHTS.with_name("damage-unet-conservative.pt")  # those, fine-tuned with structures
 
 
 def _block(inputs: int, outputs: int) -> nn.Sequential:
