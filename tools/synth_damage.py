@@ -60,6 +60,7 @@ class Sample:
     image: np.ndarray  # float32 HxWx3, degraded, 0..1
     mask: np.ndarray  # bool HxW, damaged pixels
     kinds: tuple[str, ...]
+    original: np.ndarray  # float32 HxWx3, the same crop undamaged and noise-free (what a repair aims at)
 
 
 # ---- drawing helpers (coordinates in output pixels; drawn at SUPER x) -------------------------
@@ -284,4 +285,4 @@ def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: i
         for kind in kinds:
             image = _apply(rng, image, DRAWERS[kind](rng, size))
     mask = np.abs(image - clean).max(axis=2) > VISIBLE
-    return Sample(degrade(rng, image), mask, kinds)
+    return Sample(degrade(rng, image), mask, kinds, clean)
