@@ -115,26 +115,38 @@ def report_pair(low, high, dense_test, damaged, probabilities, straight, clean_n
 
 def report_repair(damaged, probabilities) -> None:
     f = repair_figures(damaged, probabilities)
+
+    def db(name: str) -> str:
+        return "-" if f[name] is None else f"{f[name]:+.2f}"
+
     print(f"repair at ({dd.LOW_THRESHOLD}, {dd.HIGH_THRESHOLD}), dense test on, Telea, {f['crops']} crops: "
-          f"gain inside the damage min {f['gainMin']:+.2f} mean {f['gainMean']:+.2f} dB | "
-          f"undamaged area, {f['graded']} crops with grain or JPEG: mean {f['undamagedMean']:+.2f} "
-          f"worst {f['undamagedWorst']:+.2f} dB ({f['worstKinds']}); "
-          f"{f['pristineChanged']} of the {f['pristine']} others changed outside the damage")
+          f"gain inside the damage min {db('gainMin')} mean {db('gainMean')} dB | "
+          f"undamaged area, {f['graded']} degraded crops: mean {db('undamagedMean')} "
+          f"worst {db('undamagedWorst')} dB ({f['worstKinds']}); "
+          f"{len(f['pristineChanges'])} of the {f['pristine']} crops without any degradation changed outside the "
+          f"damage ({', '.join(f'{change:+.1f}' for change in f['pristineChanges']) or 'none'} dB)")
 
 
 def repair_figures(damaged, probabilities) -> dict:
     """Gain inside the damage and change outside it, repaired with the shipped thresholds; crops
-    whose drawn damage was too faint to count (an empty mask) are left out."""
+    whose drawn damage was too faint to count (an empty mask) are left out. Figures with no crop
+    to measure are None."""
     rows = [_repair_row(sample, probs) for sample, probs in zip(damaged, probabilities) if sample.mask.any()]
-    # A crop drawn without grain or JPEG is identical to the original outside the damage, so any
-    # change there reads as ~-70 dB: those are counted apart instead of swamping the worst figure.
+    # A crop drawn without any degradation (grain, chroma noise, blur, JPEG) is identical to the
+    # original outside the damage, so any change there reads as ~-70 dB: those are counted apart
+    # instead of swamping the worst figure.
     graded = [row for row in rows if not row["pristine"]]
-    worst = min(graded, key=lambda row: row["undamaged"])
+    worst = min(graded, key=lambda row: row["undamaged"], default=None)
     gains = [row["gain"] for row in rows]
-    return {"crops": len(rows), "gainMin": min(gains), "gainMean": float(np.mean(gains)), "graded": len(graded),
-            "undamagedMean": float(np.mean([row["undamaged"] for row in graded])),
-            "undamagedWorst": worst["undamaged"], "worstKinds": worst["kinds"], "pristine": len(rows) - len(graded),
-            "pristineChanged": sum(1 for row in rows if row["pristine"] and row["undamaged"] < 0)}
+    return {"crops": len(rows), "gainMin": min(gains, default=None), "gainMean": _mean(gains),
+            "graded": len(graded), "undamagedMean": _mean([row["undamaged"] for row in graded]),
+            "undamagedWorst": None if worst is None else worst["undamaged"],
+            "worstKinds": None if worst is None else worst["kinds"], "pristine": len(rows) - len(graded),
+            "pristineChanges": [row["undamaged"] for row in rows if row["pristine"] and row["undamaged"] < 0]}
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def _repair_row(sample, probs: np.ndarray) -> dict:
