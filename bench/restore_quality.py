@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -38,16 +39,17 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from heldout_damage import DAMAGE_TYPES, Sample, clean_set, damaged_set
-from pipelines.base import StepContext
-from pipelines.damage_detection import detect_damage, learned_mask
-from pipelines.inpainting import fill_damage
-from pipelines.scratch_detection import scratch_mask
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as ``python bench/x.py``: tools/ is beside it
+
+from heldout_damage import DAMAGE_TYPES, Sample, clean_set, damaged_set  # noqa: E402
+from pipelines.base import StepContext  # noqa: E402
+from pipelines.damage_detection import detect_damage, learned_mask  # noqa: E402
+from pipelines.inpainting import fill_damage  # noqa: E402
+from pipelines.scratch_detection import scratch_mask  # noqa: E402
+from tools.repair_figures import near, psnr, repair_change  # noqa: E402  (the validation tool's too)
 from _results import record  # bench/_results.py (bench/ is on sys.path)  # noqa: E402
 
 TOLERANCE = 2  # px: a detection this close to a true pixel counts, and the other way round
-UNDAMAGED_MARGIN = 3  # px around the true mask left out of the undamaged-area figure
-IDENTICAL_DB = 99.0  # PSNR reported for identical pixels
 CROP = 128  # side of each panel in the saved crops
 CROP_SAMPLES = ("scratch/hopper", "crack/flower-crop@1.5", "dust/china@0.6", "film/china", "fold/hopper@0.7",
                 "text+noise", "brick", "hair+noise", "fabric", "clock")
@@ -110,28 +112,12 @@ def product_fill(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, str]:
 
 # --- measures -----------------------------------------------------------------------------------
 
-def disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-
-def near(mask: np.ndarray, radius: int) -> np.ndarray:
-    return cv2.dilate(mask.astype(np.uint8), disk(radius)).astype(bool)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    diff = (a - b) if where is None else (a - b)[where]
-    mse = float(np.mean(np.square(diff, dtype=np.float64))) if diff.size else 0.0
-    return IDENTICAL_DB if mse == 0 else min(IDENTICAL_DB, 10 * np.log10(1 / mse))
-
-
 def damage_figures(sample: Sample, mask: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    outside = ~near(sample.truth, UNDAMAGED_MARGIN)
+    gain, undamaged = repair_change(out, sample.damaged, sample.original, sample.truth)
     return {
         "truePixels": int(sample.truth.sum()), "found": int((sample.truth & near(mask, TOLERANCE)).sum()),
         "flagged": int(mask.sum()), "right": int((mask & near(sample.truth, TOLERANCE)).sum()),
-        "gain": psnr(out, sample.original, sample.truth) - psnr(sample.damaged, sample.original, sample.truth),
-        "undamaged": psnr(out, sample.original, outside) - psnr(sample.damaged, sample.original, outside),
-        "coverage": 100 * float(mask.mean())}
+        "gain": gain, "undamaged": undamaged, "coverage": 100 * float(mask.mean())}
 
 
 def clean_figures(sample: Sample, mask: np.ndarray, out: np.ndarray) -> dict[str, float]:

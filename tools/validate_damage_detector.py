@@ -11,8 +11,7 @@ tools/synth_structures.py (drawn with seeds apart from training), for the learne
 (with and without the dense-region test), the straight-line pass, and both merged. At the
 shipped pair with the dense test it also repairs the damaged crops (Telea, restore-photo's fill
 without a bundle) and prints the held-out bench's two repair figures: the PSNR gain inside the
-damage and the change outside it (3 px around the damage left out), both against the undamaged,
-noise-free crop.
+damage and the change outside it (tools/repair_figures.py, the bench's definition).
 """
 from __future__ import annotations
 
@@ -28,17 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelines import damage_detection as dd  # noqa: E402
 from pipelines.base import StepContext  # noqa: E402
 from pipelines.inpainting import fill_damage  # noqa: E402
-from pipelines.precision import psnr  # noqa: E402
 from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
+from tools.repair_figures import IDENTICAL_DB, UNDAMAGED_MARGIN, near, psnr, repair_change  # noqa: E402
 from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
 from tools.synth_structures import STRUCTURES, woven_cloth  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
 PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.4, 0.8), (0.6, 0.8), (0.5, 0.9), (0.7, 0.9))
 DISC5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-UNDAMAGED_MARGIN = 3  # px around the true damage left out of the undamaged-area figure (as the bench does)
-IDENTICAL_DB = 99.0  # PSNR reported for identical pixels (as the bench does)
 
 
 def tolerant_scores(found: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
@@ -152,21 +149,9 @@ def _mean(values: list[float]) -> float | None:
 def _repair_row(sample, probs: np.ndarray) -> dict:
     mask = dd.drop_dense_regions(dd.hysteresis(probs, dd.LOW_THRESHOLD, dd.HIGH_THRESHOLD))
     repaired, _ = fill_damage(sample.image, mask, 8, QUIET)
-    outside = ~(cv2.dilate(sample.mask.view(np.uint8), _disk(UNDAMAGED_MARGIN)) > 0)
-
-    def change(where: np.ndarray) -> float:
-        return _psnr(repaired, sample.original, where) - _psnr(sample.image, sample.original, where)
-
-    return {"gain": change(sample.mask), "undamaged": change(outside), "kinds": "+".join(sample.kinds),
-            "pristine": _psnr(sample.image, sample.original, outside) == IDENTICAL_DB}
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    return min(IDENTICAL_DB, psnr(a[where], b[where]))
-
-
-def _disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    gain, undamaged = repair_change(repaired, sample.image, sample.original, sample.mask)
+    untouched = psnr(sample.image, sample.original, ~near(sample.mask, UNDAMAGED_MARGIN)) == IDENTICAL_DB
+    return {"gain": gain, "undamaged": undamaged, "kinds": "+".join(sample.kinds), "pristine": untouched}
 
 
 def degrade_fixed(photo: np.ndarray, seed: int) -> np.ndarray:
