@@ -34,16 +34,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models.damage_unet import CONSERVATIVE_WEIGHTS, PACKAGED_WEIGHTS, DamageUNet  # noqa: E402
 from tools.synth_damage import load_photos, make_sample  # noqa: E402
+from tools.validation_damage import make_validation_sample  # noqa: E402
 
 log = logging.getLogger("train_damage_detector")
 
 
-def batch(rng: np.random.Generator, photos, size: int, count: int,
-          structure_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = [make_sample(rng, photos, size, structure_fraction=structure_fraction) for _ in range(count)]
+def batch(rng: np.random.Generator, photos, size: int, count: int, structure_fraction: float = 0.0,
+          second_generator: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [_sample(rng, photos, size, structure_fraction, second_generator) for _ in range(count)]
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
     masks = torch.from_numpy(np.stack([s.mask for s in samples])).unsqueeze(1).float()
     return images.contiguous(memory_format=torch.channels_last), masks
+
+
+def _sample(rng: np.random.Generator, photos, size: int, structure_fraction: float, second_generator: float):
+    # At second_generator 0 no random number is drawn for it: the packaged recipes' crops are unchanged.
+    if second_generator and rng.random() < second_generator:
+        return make_validation_sample(rng, photos, size)
+    return make_sample(rng, photos, size, structure_fraction=structure_fraction)
 
 
 def loss_fn(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -80,8 +88,8 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     photos = load_photos()
-    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction)
-                  for i in range(args.val_batches)]
+    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction,
+                        args.second_generator) for i in range(args.val_batches)]
     rng = np.random.default_rng(args.seed)
     model = DamageUNet()
     if args.init is not None:  # fine-tune: start from a checkpoint of the same network
@@ -91,7 +99,7 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     best, started = -1.0, time.perf_counter()
     for step in range(1, args.steps + 1):
-        images, masks = batch(rng, photos, args.size, args.batch, args.structure_fraction)
+        images, masks = batch(rng, photos, args.size, args.batch, args.structure_fraction, args.second_generator)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
@@ -108,6 +116,7 @@ def train(args: argparse.Namespace) -> None:
                 best = scores["f1"]
                 save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
                                        "structure_fraction": args.structure_fraction,
+                                       "second_generator": args.second_generator,
                                        "init": args.init.name if args.init else None, "lr": args.lr, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
 
@@ -141,6 +150,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--structure-fraction", type=float, default=0.0,
                         help="share of crops with clean thin-line structures (0.25: the conservative detector)")
+    parser.add_argument("--second-generator", type=float, default=0.0,
+                        help="share of crops drawn by tools/validation_damage.py instead (an experiment; it then "
+                             "no longer judges the result as damage never seen)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this checkpoint's params (fine-tuning) instead of random ones")
     parser.add_argument("--out", type=Path, default=None,

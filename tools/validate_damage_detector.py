@@ -1,9 +1,12 @@
 """Choose the learned detector's thresholds on the training photos' validation split.
 
     .venv/bin/python tools/validate_damage_detector.py [--weights PATH] [--mirrored] [--structure-fraction 0.25]
+        [--generator validation_damage]
 
-Damage from tools/synth_damage.py with seeds apart from training (and from the tests), on
-scikit-image photos only; the held-out benchmark (bench/restore_quality.py) is never used for this.
+Damage from tools/synth_damage.py with seeds apart from training (and from the tests), or with
+--generator validation_damage from tools/validation_damage.py, a generator written apart from
+training's; on scikit-image photos only. The held-out benchmark (bench/restore_quality.py) is
+never used for this.
 Prints, for several (low, high) hysteresis pairs: pixel recall and precision with a 2 px
 tolerance on damaged crops, and the coverage on the clean full-size photos (with and without
 sigma 4 noise + JPEG) and on woven cloth and the other clean structures of
@@ -30,8 +33,9 @@ from pipelines.inpainting import fill_damage  # noqa: E402
 from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
 from tools.repair_figures import IDENTICAL_DB, UNDAMAGED_MARGIN, near, psnr, repair_change  # noqa: E402
-from tools.synth_damage import PHOTOS, load_photos, make_sample  # noqa: E402
+from tools.synth_damage import load_photos, make_sample  # noqa: E402
 from tools.synth_structures import STRUCTURES, woven_cloth  # noqa: E402
+from tools.validation_damage import load_unseen_photos, make_validation_sample  # noqa: E402
 
 QUIET = StepContext(report=lambda fraction, stage: None, is_cancelled=lambda: False)
 PAIRS = ((0.3, 0.5), (0.4, 0.6), (0.5, 0.7), (0.4, 0.8), (0.6, 0.8), (0.5, 0.9), (0.7, 0.9))
@@ -52,7 +56,14 @@ def main() -> None:
     parser.add_argument("--mirrored", action="store_true", help="average in the mirrored view's answer")
     parser.add_argument("--structure-fraction", type=float, default=0.0,
                         help="share of damaged crops drawn over clean structures (the conservative run's 0.25)")
+    parser.add_argument("--generator", choices=("synth_damage", "validation_damage"), default="synth_damage",
+                        help="draw the damaged crops with training's generator (seeds apart) or the one written apart")
+    parser.add_argument("--photos", choices=("training", "unseen"), default="training",
+                        help="scikit-image's (training's) photos, or PyWavelets' two that no detector was trained on "
+                             "(damaged crops with --generator validation_damage, and the clean photos)")
     args = parser.parse_args()
+    if args.photos == "unseen" and args.generator != "validation_damage":
+        parser.error("--photos unseen needs --generator validation_damage (synth_damage draws training's photos)")
     dd.MIRRORED_PASS = args.mirrored
     model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
     if args.weights:
@@ -61,10 +72,8 @@ def main() -> None:
         precision = model.precision
         model = load_damage_unet(args.weights, "cpu")
         model.precision = precision
-    photos = load_photos()
-    rng = np.random.default_rng(20_000)
-    damaged = [make_sample(rng, photos, 384, clean_fraction=0.0, structure_fraction=args.structure_fraction)
-               for _ in range(args.samples)]
+    photos = load_photos() if args.photos == "training" else load_unseen_photos()
+    damaged = damaged_crops(args.generator, photos, args.samples, args.structure_fraction)
     probabilities = [dd.damage_probability(s.image, QUIET, model) for s in damaged]
     straight = [scratch_mask(s.image) for s in damaged]
     clean = [(name, p) for name, p in photos.items()] + [
@@ -84,7 +93,16 @@ def main() -> None:
     report_repair(damaged, probabilities)
     line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
     print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
-    print("photos:", ", ".join(PHOTOS))
+    print("photos:", ", ".join(photos))
+
+
+def damaged_crops(generator: str, photos: dict, count: int, structure_fraction: float) -> list:
+    if generator == "validation_damage":  # its own seeds; it draws no structures
+        rng = np.random.default_rng(50_000)
+        return [make_validation_sample(rng, photos, 384) for _ in range(count)]
+    rng = np.random.default_rng(20_000)
+    return [make_sample(rng, photos, 384, clean_fraction=0.0, structure_fraction=structure_fraction)
+            for _ in range(count)]
 
 
 def report_pair(low, high, dense_test, damaged, probabilities, straight, clean_names, clean_probabilities,

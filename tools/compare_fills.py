@@ -1,0 +1,108 @@
+"""Classical fills side by side on the validation split: is the fill where the repair loses?
+
+    .venv/bin/python tools/compare_fills.py
+
+The validation tool's 48 damaged crops (tools/synth_damage.py, seeds apart from training,
+structures over a quarter of them), the standard detector with the mirrored pass at the shipped
+thresholds. For each fill, with the detected mask and with the true one: the gain inside the
+damage and the change outside it (tools/repair_figures.py, the held-out bench's definitions), per
+damage kind too. Every fill writes only the masked pixels, as restore-photo's Telea does; the
+"read outside +1 px" variants also refuse to read the pixel ring just outside the mask, where a
+scratch's faint fringe lies. Telea r3 is the shipped fill (docs/NOTES.md has one run's figures).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines import damage_detection as dd  # noqa: E402
+from pipelines.imaging.pixels import from_unit_float  # noqa: E402
+from pipelines.models.loaders import PackagedModels  # noqa: E402
+from tools.repair_figures import IDENTICAL_DB, UNDAMAGED_MARGIN, disk, near, psnr, repair_change  # noqa: E402
+from tools.synth_damage import load_photos  # noqa: E402
+from tools.validate_damage_detector import QUIET, damaged_crops  # noqa: E402
+
+Fill = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (float RGB, bool holes) -> filled RGB
+
+
+def opencv_fill(radius: int, method: int) -> Fill:
+    def fill(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        return cv2.inpaint(from_unit_float(rgb, np.uint8), holes.astype(np.uint8), radius, method) / np.float32(255)
+    return fill
+
+
+def normalised_convolution(sigma: float) -> Fill:
+    """The Gaussian-weighted mean of the known pixels; where too few are near, sigma doubles."""
+    def fill(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        known = (~holes).astype(np.float32)
+        out, todo, scale = rgb.copy(), holes.copy(), sigma
+        while todo.any() and scale < 64:
+            total = cv2.GaussianBlur(rgb * known[..., None], (0, 0), scale)
+            weight = cv2.GaussianBlur(known, (0, 0), scale)
+            ready = todo & (weight > 0.05)
+            out[ready] = total[ready] / weight[ready][:, None]
+            todo &= ~ready
+            scale *= 2
+        return out
+    return fill
+
+
+def reading_outside(fill: Fill, grow: int = 1) -> Fill:
+    return lambda rgb, holes: fill(rgb, cv2.dilate(holes.astype(np.uint8), disk(grow)) > 0)
+
+
+FILLS: dict[str, Fill] = {
+    "telea r3 (shipped)": opencv_fill(3, cv2.INPAINT_TELEA),
+    "telea r3, read outside +1 px": reading_outside(opencv_fill(3, cv2.INPAINT_TELEA)),
+    "telea r5": opencv_fill(5, cv2.INPAINT_TELEA),
+    "navier-stokes r3": opencv_fill(3, cv2.INPAINT_NS),
+    "normalised conv σ1.5": normalised_convolution(1.5),
+    "normalised conv σ2.5": normalised_convolution(2.5),
+    "normalised conv σ1.5, read outside +1 px": reading_outside(normalised_convolution(1.5)),
+    "normalised conv σ2.5, read outside +1 px": reading_outside(normalised_convolution(2.5)),
+}
+
+
+def repaired(fill: Fill, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if not mask.any():
+        return rgb
+    out = rgb.copy()
+    out[mask] = fill(rgb, mask)[mask]
+    return out
+
+
+def report(name: str, label: str, crops: list, masks: list) -> None:
+    gains, outside, by_kind = [], [], {}
+    for sample, mask in zip(crops, masks):
+        gain, undamaged = repair_change(repaired(FILLS[name], sample.image, mask), sample.image,
+                                        sample.original, sample.mask)
+        gains.append(gain)
+        for kind in set(sample.kinds):
+            by_kind.setdefault(kind, []).append(gain)
+        # crops without any degradation read ~-70 dB for any false alarm: left out, as in the validation tool
+        if psnr(sample.image, sample.original, ~near(sample.mask, UNDAMAGED_MARGIN)) != IDENTICAL_DB:
+            outside.append(undamaged)
+    kinds = " ".join(f"{kind} {np.mean(values):+.2f}" for kind, values in sorted(by_kind.items()))
+    print(f"{name:42s} {label:8s} gain min {min(gains):+.2f} mean {np.mean(gains):+.2f} dB | undamaged "
+          f"mean {np.mean(outside):+.2f} worst {min(outside):+.2f} dB | {kinds}", flush=True)
+
+
+def main() -> None:
+    dd.MIRRORED_PASS = True
+    model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
+    crops = [s for s in damaged_crops("synth_damage", load_photos(), 48, 0.25) if s.mask.any()]
+    detected = [dd.drop_dense_regions(dd.hysteresis(dd.damage_probability(s.image, QUIET, model),
+                                                    dd.LOW_THRESHOLD, dd.HIGH_THRESHOLD)) for s in crops]
+    for name in FILLS:
+        report(name, "detected", crops, detected)
+        report(name, "true", crops, [s.mask for s in crops])
+
+
+if __name__ == "__main__":
+    main()
