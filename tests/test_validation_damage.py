@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from tools.synth_damage import VISIBLE, load_photos
 from tools.validation_damage import KINDS, _apply, degrade, make_validation_sample, render_curves
@@ -69,3 +70,39 @@ def test_the_unseen_photos_are_not_training_photos(photos):
         for training in photos.values():  # not a training photo under another name
             if training.shape == pixels.shape:
                 assert np.abs(training - pixels).mean() > 0.05
+
+
+def test_a_fold_is_a_bright_ridge_with_a_shadow_on_one_side():
+    grey = np.full((192, 192, 3), 0.5, np.float32)
+    shadows = 0
+    for seed in range(6):
+        coverage, target = KINDS["fold"](np.random.default_rng(seed), 192)
+        moved = (np.clip(_apply(grey, coverage, target), 0, 1) - grey).mean(axis=2)
+        bright, dark = moved > VISIBLE, moved < -VISIBLE
+        assert bright.any()
+        if dark.sum() < 20:  # shadows are 0.0-0.45 deep: the faintest are invisible
+            continue
+        shadows += 1
+        distance, (near_y, near_x) = ndimage.distance_transform_edt(~bright, return_indices=True)
+        assert distance[dark].max() < 6  # it hugs the ridge
+        ys, xs = np.nonzero(bright)
+        direction = np.linalg.svd(np.stack([xs - xs.mean(), ys - ys.mean()], axis=1), full_matrices=False)[2][0]
+        dys, dxs = np.nonzero(dark)
+        side = np.sign((dxs - near_x[dys, dxs]) * -direction[1] + (dys - near_y[dys, dxs]) * direction[0])
+        assert abs(side.mean()) > 0.9  # one side of the ridge, not both
+    assert shadows >= 2
+
+
+def test_film_scratches_run_the_whole_height():
+    grey = np.full((192, 192, 3), 0.5, np.float32)
+    for seed in range(3):
+        coverage, target = KINDS["film"](np.random.default_rng(seed), 192)
+        mask = np.abs(np.clip(_apply(grey, coverage, target), 0, 1) - grey).max(axis=2) > VISIBLE
+        assert mask.any(axis=1).mean() > 0.95 and mask.any(axis=0).mean() < 0.3
+
+
+def test_degradation_changes_the_photo_only_a_little():
+    rng = np.random.default_rng(2)
+    ramp = np.repeat(np.linspace(0.2, 0.8, 128, dtype=np.float32)[None, :, None], 128, axis=0).repeat(3, axis=2)
+    changes = [float(np.abs(degrade(rng, ramp) - ramp).mean()) for _ in range(8)]
+    assert max(changes) < 0.03 and sum(change > 0.002 for change in changes) >= 6

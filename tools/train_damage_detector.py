@@ -16,6 +16,9 @@ scikit-image's bundled photos with synthetic damage from tools/synth_damage.py, 
 every step; validation: a fixed set drawn with another seed. No other photos are used. With
 ``--structure-fraction`` that share of the crops (training and validation) also carry clean
 letters, dials, lattices, hatching or cloth from tools/synth_structures.py, labelled undamaged.
+With ``--second-generator`` (an experiment, no shipped detector uses it) that share of the crops,
+training and validation alike, is drawn by tools/validation_damage.py instead: all damaged, no
+structures, and that generator then no longer judges the result as damage never seen.
 The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves.
 """
 from __future__ import annotations

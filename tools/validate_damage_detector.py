@@ -1,12 +1,15 @@
-"""Choose the learned detector's thresholds on the training photos' validation split.
+"""Choose the learned detector's thresholds and candidates on validation crops, never held-out.
 
     .venv/bin/python tools/validate_damage_detector.py [--weights PATH] [--mirrored] [--structure-fraction 0.25]
-        [--generator validation_damage]
+    .venv/bin/python tools/validate_damage_detector.py [--weights PATH] [--mirrored] \
+        --generator validation_damage [--photos unseen]
 
-Damage from tools/synth_damage.py with seeds apart from training (and from the tests), or with
---generator validation_damage from tools/validation_damage.py, a generator written apart from
-training's; on scikit-image photos only. The held-out benchmark (bench/restore_quality.py) is
-never used for this.
+Damage from tools/synth_damage.py with seeds apart from training (and from the tests), on
+scikit-image's photos (training's); or with --generator validation_damage from
+tools/validation_damage.py, a generator written apart from training's (no structures drawn over
+its crops), on scikit-image's photos or, with --photos unseen, on PyWavelets' two that no
+detector was trained on (then also the clean photos). The held-out benchmark
+(bench/restore_quality.py) is never used for this.
 Prints, for several (low, high) hysteresis pairs: pixel recall and precision with a 2 px
 tolerance on damaged crops, and the coverage on the clean full-size photos (with and without
 sigma 4 noise + JPEG) and on woven cloth and the other clean structures of
@@ -49,7 +52,7 @@ def tolerant_scores(found: np.ndarray, truth: np.ndarray) -> tuple[float, float,
     return float((truth & near_found).sum()), float(truth.sum()), float((found & near_truth).sum()), float(found.sum())
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--samples", type=int, default=48)
@@ -64,14 +67,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.photos == "unseen" and args.generator != "validation_damage":
         parser.error("--photos unseen needs --generator validation_damage (synth_damage draws training's photos)")
-    dd.MIRRORED_PASS = args.mirrored
-    model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
-    if args.weights:
-        from pipelines.models.damage_unet import load_damage_unet
+    if args.structure_fraction and args.generator == "validation_damage":
+        parser.error("--structure-fraction is synth_damage's: validation_damage draws no structures")
+    return args
 
-        precision = model.precision
-        model = load_damage_unet(args.weights, "cpu")
-        model.precision = precision
+
+def main() -> None:
+    args = parse_args()
+    dd.MIRRORED_PASS = args.mirrored
+    model = detector(args.weights)
     photos = load_photos() if args.photos == "training" else load_unseen_photos()
     damaged = damaged_crops(args.generator, photos, args.samples, args.structure_fraction)
     probabilities = [dd.damage_probability(s.image, QUIET, model) for s in damaged]
@@ -79,13 +83,7 @@ def main() -> None:
     clean = [(name, p) for name, p in photos.items()] + [
         (f"{name}+noise", degrade_fixed(p, i)) for i, (name, p) in enumerate(photos.items())]
     clean_probabilities = [dd.damage_probability(p, QUIET, model) for _, p in clean]
-    cloth_rng = np.random.default_rng(40_000)
-    structure_rng = np.random.default_rng(45_000)
-    textures = {
-        "cloth": [dd.damage_probability(woven_cloth(cloth_rng), QUIET, model) for _ in range(8)],
-        "structures": [dd.damage_probability(draw(structure_rng, 384), QUIET, model)
-                       for name, draw in STRUCTURES.items() if name != "cloth" for _ in range(4)],
-    }
+    textures = texture_probabilities(model)
     for low, high in PAIRS:
         for dense_test in (False, True):
             report_pair(low, high, dense_test, damaged, probabilities, straight,
@@ -94,6 +92,29 @@ def main() -> None:
     line_totals = sum(np.array(tolerant_scores(line, s.mask)) for s, line in zip(damaged, straight))
     print(f"straight-line pass alone: R {line_totals[0] / line_totals[1]:.3f} P {line_totals[2] / line_totals[3]:.3f}")
     print("photos:", ", ".join(photos))
+
+
+def detector(weights: Path | None):
+    """The packaged standard detector, or ``weights`` run at the packaged one's precision."""
+    model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
+    if weights:
+        from pipelines.models.damage_unet import load_damage_unet
+
+        precision = model.precision
+        model = load_damage_unet(weights, "cpu")
+        model.precision = precision
+    return model
+
+
+def texture_probabilities(model) -> dict[str, list]:
+    """Woven cloth and the other clean structures, drawn with seeds apart from training."""
+    cloth_rng = np.random.default_rng(40_000)
+    structure_rng = np.random.default_rng(45_000)
+    return {
+        "cloth": [dd.damage_probability(woven_cloth(cloth_rng), QUIET, model) for _ in range(8)],
+        "structures": [dd.damage_probability(draw(structure_rng, 384), QUIET, model)
+                       for name, draw in STRUCTURES.items() if name != "cloth" for _ in range(4)],
+    }
 
 
 def damaged_crops(generator: str, photos: dict, count: int, structure_fraction: float) -> list:

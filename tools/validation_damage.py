@@ -4,8 +4,9 @@ Training draws its damage with tools/synth_damage.py; a detector chosen on more 
 same generator is chosen on damage it has already learnt the look of, and on the held-out bench
 such choices did not hold (docs/NOTES.md, "Damage detection"). This generator draws the same
 kinds of damage by other means, so a candidate's figures here say more about damage it has
-never seen. It never feeds training, and it does not copy the held-out bench's generator
-(bench/heldout_damage.py), which stays the final judge.
+never seen. None of the shipped detectors was trained on it (train_damage_detector.py's
+--second-generator, an experiment, would make it training data for that run), and it does not
+copy the held-out bench's generator (bench/heldout_damage.py), which stays the final judge.
 
 How it differs from synth_damage:
   - curves are rendered from a distance field (the distance of every pixel, at 4x, to densely
@@ -49,6 +50,8 @@ def render_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size:
     half = np.zeros((side, side), np.float32)
     alpha = np.zeros((side, side), np.float32)
     for points, half_widths, opacities in curves:
+        # Rounding to the 4x grid puts each curve 1/8 px down and right of its points; harmless,
+        # and kept so the figures recorded in docs/NOTES.md reproduce.
         cells = np.round(points * SCALE).astype(int)
         keep = (cells >= 0).all(axis=1) & (cells < side).all(axis=1)
         x, y = cells[keep, 0], cells[keep, 1]
@@ -109,6 +112,9 @@ def _polarity(rng: np.random.Generator, bright_share: float) -> np.ndarray:
 
 
 def scratches(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-4 thin scratches, 15-90% of the frame long, fading and breaking along their length. The
+    curvature's random walk is integrated twice, so a long one can curl (about one in six turns
+    by more than half a circle)."""
     curves = []
     for _ in range(int(rng.integers(1, 5))):
         length = rng.uniform(0.15, 0.9) * size
@@ -134,6 +140,7 @@ def _branch(rng: np.random.Generator, start: np.ndarray, heading: float, length:
 
 
 def cracks(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-2 jagged hairlines branching 1-3 levels deep, thinning at each level, mostly dark."""
     curves: list = []
     for _ in range(int(rng.integers(1, 3))):
         _branch(rng, rng.uniform(0.1, 0.9, 2) * size, rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.6) * size,
@@ -142,6 +149,7 @@ def cracks(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def dust(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Round and oval specks, often irregular blobs, and up to three short fibres."""
     side = size * SCALE
     coverage = np.zeros((side, side), np.float32)
     for _ in range(int(rng.integers(5, 60))):  # round and oval specks, 0.7-4 px radius
@@ -156,7 +164,8 @@ def dust(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     fibres = []  # short hairs and lint
     for _ in range(int(rng.integers(0, 4))):
         path = _steered_path(rng, rng.uniform(0, size, 2), rng.uniform(0, 2 * np.pi), rng.uniform(8, 30), 0.05)
-        fibres.append((path, np.full(len(path), 0.45, np.float32), np.full(len(path), rng.uniform(0.5, 0.9), np.float32)))
+        opacity = np.full(len(path), rng.uniform(0.5, 0.9), np.float32)
+        fibres.append((path, np.full(len(path), 0.45, np.float32), opacity))
     return np.maximum(down, render_curves(fibres, size)), _polarity(rng, 0.5)
 
 
@@ -170,11 +179,13 @@ def _band(signed: np.ndarray, half_width: float) -> np.ndarray:
 
 
 def film(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-3 scratches running the whole height, wandering as a sum of two sines, mostly bright."""
     x, y = _field(size)
     coverage = np.zeros_like(x)
     for _ in range(int(rng.integers(1, 4))):
         centre = rng.uniform(0.05, 0.95) * size
-        waves = [(rng.uniform(0.5, 5.0), rng.uniform(size * 0.3, size * 2.5), rng.uniform(0, 2 * np.pi)) for _ in range(2)]
+        waves = [(rng.uniform(0.5, 5.0), rng.uniform(size * 0.3, size * 2.5), rng.uniform(0, 2 * np.pi))
+                 for _ in range(2)]
         path = centre + sum(a * np.sin(2 * np.pi * y / period + phase) for a, period, phase in waves)
         strength = np.interp(y, np.linspace(0, size, 9), rng.uniform(0.3, 1.0, 9))
         coverage = np.maximum(coverage, _band(x - path, rng.uniform(0.3, 1.0)) * strength)
@@ -182,8 +193,9 @@ def film(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def folds(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A crease: returned as one coverage toward white (the ridge) merged with its shadow, whose
-    darkening is folded in by sending the shadow's target below the photo (see _apply)."""
+    """A crease: a bright ridge and, on one side, a shadow, returned as one signed coverage:
+    positive toward the bright target (the ridge), negative for the shadow, which _apply darkens.
+    The two bands share half a pixel, where they partly cancel."""
     x, y = _field(size)
     angle = rng.uniform(0, np.pi)
     normal = np.array([np.cos(angle), np.sin(angle)], np.float32)
@@ -201,7 +213,8 @@ KINDS: dict[str, Drawer] = {"scratch": scratches, "crack": cracks, "dust": dust,
 
 
 def _apply(image: np.ndarray, coverage: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Blend toward ``target`` where coverage > 0; negative coverage (a fold's shadow) darkens."""
+    """Blend toward ``target`` where coverage > 0; negative coverage (a fold's shadow) darkens, by
+    at most 60% (a crease's shadow on a print, not a black line)."""
     toward = np.clip(coverage, 0, 1)[..., None]
     away = np.clip(-coverage, 0, 1)[..., None]
     return image * (1 - toward) + target * toward - image * away * 0.6
@@ -227,7 +240,8 @@ def load_unseen_photos() -> dict[str, np.ndarray]:
 def _crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> np.ndarray:
     short = min(photo.shape[:2])
     scale = max(size / short, rng.uniform(0.6, 1.2))
-    resized = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=method)
     top = int(rng.integers(0, resized.shape[0] - size + 1))
     left = int(rng.integers(0, resized.shape[1] - size + 1))
     return np.clip(resized[top:top + size, left:left + size], 0, 1).astype(np.float32)
@@ -248,6 +262,7 @@ def _tone(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
 
 
 def degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A scan's faults, each drawn or not: film grain, chroma noise, a slight blur, JPEG."""
     size = image.shape[0]
     out = image.copy()
     if rng.random() < 0.7:  # grain, stronger in the highlights as in film
