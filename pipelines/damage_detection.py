@@ -62,11 +62,16 @@ def detect_damage(rgb: np.ndarray, protect_boxes: Sequence[Sequence[float]], ctx
 
 def learned_mask(rgb: np.ndarray, ctx: StepContext, model: Any = None, detector: str = "standard") -> np.ndarray:
     """The learned pass at full resolution; ``model`` defaults to the provider's ``detector``."""
-    probabilities = damage_probability(rgb, ctx, model, detector)
-    mask = drop_dense_regions(hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD))
+    mask = shipped_mask(damage_probability(rgb, ctx, model, detector))
     if mask.shape != rgb.shape[:2]:
         mask = cv2.resize(mask.view(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     return mask
+
+
+def shipped_mask(probabilities: np.ndarray) -> np.ndarray:
+    """What restore-photo repairs from the learned pass's probabilities: the shipped hysteresis
+    pair, then the dense-region test."""
+    return drop_dense_regions(hysteresis(probabilities, LOW_THRESHOLD, HIGH_THRESHOLD))
 
 
 def damage_probability(rgb: np.ndarray, ctx: StepContext, model: Any = None, detector: str = "standard") -> np.ndarray:

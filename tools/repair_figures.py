@@ -29,6 +29,12 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
     return IDENTICAL_DB if mse == 0 else min(IDENTICAL_DB, 10 * np.log10(1 / mse))
 
 
+def untouched_outside(damaged: np.ndarray, original: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether ``damaged`` equals the original outside the damage (a crop drawn without any grain,
+    noise, blur or JPEG): there any change reads as ~-70 dB, so such crops are counted apart."""
+    return psnr(damaged, original, ~near(truth, UNDAMAGED_MARGIN)) == IDENTICAL_DB
+
+
 def repair_change(repaired: np.ndarray, damaged: np.ndarray, original: np.ndarray,
                   truth: np.ndarray) -> tuple[float, float]:
     """(gain inside ``truth``, change outside it) in dB, for ``repaired`` against ``damaged``."""

@@ -35,7 +35,7 @@ from pipelines.base import StepContext  # noqa: E402
 from pipelines.inpainting import fill_damage  # noqa: E402
 from pipelines.models.loaders import PackagedModels  # noqa: E402
 from pipelines.scratch_detection import scratch_mask  # noqa: E402
-from tools.repair_figures import IDENTICAL_DB, UNDAMAGED_MARGIN, near, psnr, repair_change  # noqa: E402
+from tools.repair_figures import repair_change, untouched_outside  # noqa: E402
 from tools.synth_damage import load_photos, make_sample  # noqa: E402
 from tools.synth_structures import STRUCTURES, woven_cloth  # noqa: E402
 from tools.validation_damage import load_unseen_photos, make_validation_sample  # noqa: E402
@@ -168,9 +168,8 @@ def repair_figures(damaged, probabilities) -> dict:
     whose drawn damage was too faint to count (an empty mask) are left out. Figures with no crop
     to measure are None."""
     rows = [_repair_row(sample, probs) for sample, probs in zip(damaged, probabilities) if sample.mask.any()]
-    # A crop drawn without any degradation (grain, chroma noise, blur, JPEG) is identical to the
-    # original outside the damage, so any change there reads as ~-70 dB: those are counted apart
-    # instead of swamping the worst figure.
+    # Crops identical to the original outside the damage (untouched_outside) read ~-70 dB for any
+    # false alarm: counted apart instead of swamping the worst figure.
     graded = [row for row in rows if not row["pristine"]]
     worst = min(graded, key=lambda row: row["undamaged"], default=None)
     gains = [row["gain"] for row in rows]
@@ -186,11 +185,10 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _repair_row(sample, probs: np.ndarray) -> dict:
-    mask = dd.drop_dense_regions(dd.hysteresis(probs, dd.LOW_THRESHOLD, dd.HIGH_THRESHOLD))
-    repaired, _ = fill_damage(sample.image, mask, 8, QUIET)
+    repaired, _ = fill_damage(sample.image, dd.shipped_mask(probs), 8, QUIET)
     gain, undamaged = repair_change(repaired, sample.image, sample.original, sample.mask)
-    untouched = psnr(sample.image, sample.original, ~near(sample.mask, UNDAMAGED_MARGIN)) == IDENTICAL_DB
-    return {"gain": gain, "undamaged": undamaged, "kinds": "+".join(sample.kinds), "pristine": untouched}
+    return {"gain": gain, "undamaged": undamaged, "kinds": "+".join(sample.kinds),
+            "pristine": untouched_outside(sample.image, sample.original, sample.mask)}
 
 
 def degrade_fixed(photo: np.ndarray, seed: int) -> np.ndarray:
