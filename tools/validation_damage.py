@@ -37,7 +37,7 @@ TONES = {  # (shadow, highlight) of the gradient maps, RGB 0..1
     "cyanotype": ((0.03, 0.12, 0.30), (0.90, 0.95, 0.98)),
     "selenium": ((0.12, 0.08, 0.12), (0.96, 0.95, 0.93)),
 }
-Drawer = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]  # -> (opacity, target RGB)
+Drawer = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]  # -> (coverage, target RGB)
 
 
 # ---- curves as distance fields --------------------------------------------------------------
@@ -63,7 +63,12 @@ def render_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size:
     distance, (iy, ix) = ndimage.distance_transform_edt(~seeds, return_indices=True)
     distance = distance.astype(np.float32) / SCALE
     edge = np.clip(half[iy, ix] + 0.5 - distance, 0.0, 1.0)  # flat core, 1 px linear edge
-    return cv2.resize(edge * alpha[iy, ix], (size, size), interpolation=cv2.INTER_AREA)
+    return _down(edge * alpha[iy, ix], size)
+
+
+def _down(field: np.ndarray, size: int) -> np.ndarray:
+    """A field drawn at SCALE x, area-averaged to size x size: the anti-aliasing."""
+    return cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def _smooth_series(rng: np.random.Generator, n: int, low: float, high: float, wobble: int) -> np.ndarray:
@@ -79,9 +84,7 @@ def _steered_path(rng: np.random.Generator, start: np.ndarray, heading: float, l
     n = max(2, int(length / step))
     curvature = np.cumsum(rng.normal(0, bend, n)) * step
     curvature -= curvature.mean()
-    angles = heading + np.cumsum(curvature) * step
-    steps = np.stack([np.cos(angles), np.sin(angles)], axis=1) * step
-    return start + np.cumsum(steps, axis=0)
+    return _walk(start, heading + np.cumsum(curvature) * step, step)
 
 
 def _jagged_path(rng: np.random.Generator, start: np.ndarray, heading: float, length: float,
@@ -90,9 +93,12 @@ def _jagged_path(rng: np.random.Generator, start: np.ndarray, heading: float, le
     n = max(2, int(length / step))
     drift = ndimage.gaussian_filter1d(rng.normal(size=n), n / 4, mode="nearest") * np.sqrt(n) * 0.15
     kinks = ndimage.gaussian_filter1d(rng.normal(size=n), 6, mode="nearest") * 2.5
-    angles = heading + drift + kinks
-    steps = np.stack([np.cos(angles), np.sin(angles)], axis=1) * step
-    return start + np.cumsum(steps, axis=0)
+    return _walk(start, heading + drift + kinks, step)
+
+
+def _walk(start: np.ndarray, angles: np.ndarray, step: float) -> np.ndarray:
+    """The points reached from ``start`` by steps of ``step`` px in the directions ``angles``."""
+    return start + np.cumsum(np.stack([np.cos(angles), np.sin(angles)], axis=1) * step, axis=0)
 
 
 def _with_gaps(rng: np.random.Generator, opacity: np.ndarray, chance: float) -> np.ndarray:
@@ -160,7 +166,7 @@ def dust(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         field = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(1.0, 2.0))
         blobs = (field > np.quantile(field, 1 - rng.uniform(0.001, 0.004))).astype(np.float32)
         coverage = np.maximum(coverage, cv2.resize(blobs, (side, side), interpolation=cv2.INTER_LINEAR))
-    down = cv2.resize(coverage, (size, size), interpolation=cv2.INTER_AREA)
+    down = _down(coverage, size)
     fibres = []  # short hairs and lint
     for _ in range(int(rng.integers(0, 4))):
         path = _steered_path(rng, rng.uniform(0, size, 2), rng.uniform(0, 2 * np.pi), rng.uniform(8, 30), 0.05)
@@ -189,7 +195,7 @@ def film(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         path = centre + sum(a * np.sin(2 * np.pi * y / period + phase) for a, period, phase in waves)
         strength = np.interp(y, np.linspace(0, size, 9), rng.uniform(0.3, 1.0, 9))
         coverage = np.maximum(coverage, _band(x - path, rng.uniform(0.3, 1.0)) * strength)
-    return cv2.resize(coverage, (size, size), interpolation=cv2.INTER_AREA), _polarity(rng, 0.75)
+    return _down(coverage, size), _polarity(rng, 0.75)
 
 
 def folds(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +212,7 @@ def folds(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     ridge = _band(signed, half) * rng.uniform(0.35, 0.8)
     shadow_side = rng.choice([-1.0, 1.0])
     shadow = _band(signed - shadow_side * (half + 1.5), 1.0) * rng.uniform(0.0, 0.45)
-    return cv2.resize(ridge - shadow, (size, size), interpolation=cv2.INTER_AREA), _polarity(rng, 1.0)
+    return _down(ridge - shadow, size), _polarity(rng, 1.0)
 
 
 KINDS: dict[str, Drawer] = {"scratch": scratches, "crack": cracks, "dust": dust, "film": film, "fold": folds}
