@@ -23,6 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from tools.synth_scenes import with_scene
 from tools.synth_structures import STRUCTURES
 
 SUPER = 4  # supersampling factor for anti-aliased drawing
@@ -266,15 +267,19 @@ def _with_structure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int,
-                clean_fraction: float = 0.25, structure_fraction: float = 0.0) -> Sample:
+                clean_fraction: float = 0.25, structure_fraction: float = 0.0, scene_fraction: float = 0.0) -> Sample:
     """One crop; ``structure_fraction`` of them get a clean thin-line structure (the conservative
-    detector's training; at 0 no random number is drawn for it, so the standard run is unchanged)."""
+    detector's training) and ``scene_fraction`` thin lines drawn into the scene
+    (tools/synth_scenes.py); at 0 no random number is drawn for either, so the packaged runs are
+    unchanged."""
     names = list(PHOTOS)
     weights = np.array([PHOTOS[n] for n in names]) / sum(PHOTOS.values())
     photo = photos[names[rng.choice(len(names), p=weights)]]
     image = _crop(rng, photo, size)
     if structure_fraction and rng.random() < structure_fraction:
         image = _with_structure(rng, image)
+    if scene_fraction and rng.random() < scene_fraction:
+        image = with_scene(rng, image)
     image = _tone(rng, image)
     clean = image.copy()
     kinds: tuple[str, ...] = ()
