@@ -38,7 +38,7 @@ def test_lit_edges_draw_thin_lines_not_only_steps():
         scene = lit_edges(np.random.default_rng(seed), FLAT)
         grey = (scene.mean(axis=2) * 255).astype(np.uint8)
         thin.append((np.abs(grey.astype(int) - cv2.medianBlur(grey, 5)) > 12).mean())
-    assert np.mean(thin) > 0.003
+    assert np.mean(thin) > 0.01  # 0.020 as drawn, 0.003 with the rims taken out
 
 
 def test_scene_crops_carry_no_damage_label_of_their_own():
