@@ -23,7 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from tools.synth_scenes import with_scene
+from tools.synth_scenes import draw_scene
 from tools.synth_structures import STRUCTURES
 
 SUPER = 4  # supersampling factor for anti-aliased drawing
@@ -252,17 +252,21 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _with_structure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Blend a clean thin-line structure (letters, dial, lattice, hatching, cloth) over the
-    whole crop or a rectangle of it: a hard negative that carries no damage label."""
+    """A clean thin-line structure (letters, dial, lattice, hatching, cloth) over part of the
+    crop: a hard negative that carries no damage label."""
     name = rng.choice(list(STRUCTURES))
-    structure = STRUCTURES[name](rng, image.shape[0])
+    return _over_part(rng, image, STRUCTURES[name](rng, image.shape[0]))
+
+
+def _over_part(rng: np.random.Generator, image: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """``layer`` over the whole crop or over a rectangle of it."""
     if rng.random() < 0.5:
-        return structure
+        return layer
     h, w = image.shape[:2]
     y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
     y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
     image = image.copy()
-    image[y0:y1, x0:x1] = structure[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] = layer[y0:y1, x0:x1]
     return image
 
 
@@ -279,7 +283,7 @@ def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: i
     if structure_fraction and rng.random() < structure_fraction:
         image = _with_structure(rng, image)
     if scene_fraction and rng.random() < scene_fraction:
-        image = with_scene(rng, image)
+        image = _over_part(rng, image, draw_scene(rng, image))
     image = _tone(rng, image)
     clean = image.copy()
     kinds: tuple[str, ...] = ()

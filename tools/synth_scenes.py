@@ -142,14 +142,6 @@ SCENES: dict[str, Callable[[np.random.Generator, np.ndarray], np.ndarray]] = {
 }
 
 
-def with_scene(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """One scene drawer over the whole crop or a rectangle of it; label it undamaged."""
-    scene = SCENES[rng.choice(list(SCENES))](rng, image)
-    if rng.random() < 0.5:
-        return scene
-    h, w = image.shape[:2]
-    y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-    y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
-    image = image.copy()
-    image[y0:y1, x0:x1] = scene[y0:y1, x0:x1]
-    return image
+def draw_scene(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """``image`` with one scene drawer's lines drawn into it; label it undamaged."""
+    return SCENES[rng.choice(list(SCENES))](rng, image)

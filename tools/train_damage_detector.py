@@ -53,7 +53,7 @@ def batch(rng: np.random.Generator, photos, size: int, count: int, structure_fra
 
 
 def _sample(rng: np.random.Generator, photos, size: int, structure_fraction: float, second_generator: float,
-            scene_fraction: float = 0.0):
+            scene_fraction: float):
     # At second_generator 0 no random number is drawn for it: the packaged recipes' crops are unchanged.
     if second_generator and rng.random() < second_generator:
         return make_validation_sample(rng, photos, size)
