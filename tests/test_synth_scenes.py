@@ -55,3 +55,16 @@ def test_the_scene_fraction_reaches_the_training_batches():
     with_scenes, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3, scene_fraction=1.0)
     without, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3)
     assert not np.array_equal(with_scenes.numpy(), without.numpy())
+
+
+def test_scene_kinds_choose_which_drawers_the_training_batches_use(monkeypatch):
+    used = []
+    for name in SCENES:
+        monkeypatch.setitem(SCENES, name, lambda rng, image, name=name: used.append(name) or image)
+    photos = load_photos()
+    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24, scene_fraction=1.0,
+                                scene_kinds=("lit_edges", "railing"))
+    assert set(used) == {"lit_edges", "railing"}
+    used.clear()
+    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24, scene_fraction=1.0)
+    assert set(used) == set(SCENES)

@@ -29,6 +29,7 @@ def test_the_documented_commands_write_their_packaged_file(monkeypatch, argv, pa
 
 @pytest.mark.parametrize("argv", [["--steps", "50"], ["--seed", "2"], ["--structure-fraction", "0.25"],
                                   ["--second-generator", "0.5"], ["--scene-fraction", "0.25"],
+                                  ["--scene-fraction", "0.25", "--scene-kinds", "lit_edges", "railing"],
                                   CONSERVATIVE_RECIPE[:-2], [*CONSERVATIVE_RECIPE, "--steps", "50"]])
 def test_any_other_run_needs_an_out(monkeypatch, capsys, argv, tmp_path):
     with pytest.raises(SystemExit):

@@ -1,6 +1,6 @@
 """Classical fills side by side on the validation split: is the fill where the repair loses?
 
-    .venv/bin/python tools/compare_fills.py
+    .venv/bin/python tools/compare_fills.py [--generator validation_damage]
 
 The validation tool's 48 damaged crops (tools/synth_damage.py, seeds apart from training,
 structures over a quarter of them), the standard detector with the mirrored pass at the shipped
@@ -8,10 +8,13 @@ thresholds. For each fill, with the detected mask and with the true one: the gai
 damage and the change outside it (tools/repair_figures.py, the held-out bench's definitions), per
 damage kind too. Every fill writes only the masked pixels, as restore-photo's Telea does; the
 "read outside +1 px" variants also refuse to read the pixel ring just outside the mask, where a
-scratch's faint fringe lies. Telea r3 is the shipped fill (docs/NOTES.md has one run's figures).
+scratch's faint fringe lies; the "remainder" variants keep what a semi-transparent damage left of
+the photo. Telea r3 is the shipped fill (docs/NOTES.md has one run's figures). With ``--generator
+validation_damage`` the crops are the second generator's on the same training photos.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Callable
@@ -60,6 +63,39 @@ def normalised_convolution(sigma: float) -> Fill:
     return fill
 
 
+def _along_the_damage(holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's direction along the mask (radians) and how line-like the mask is there (0-1),
+    from the mask's structure tensor."""
+    soft = cv2.GaussianBlur(holes.astype(np.float32), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(soft, cv2.CV_32F, 1, 0), cv2.Sobel(soft, cv2.CV_32F, 0, 1)
+    jxx, jxy, jyy = (cv2.GaussianBlur(g, (0, 0), 3.0) for g in (gx * gx, gx * gy, gy * gy))
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-9)
+    return 0.5 * np.arctan2(2 * jxy, jxx - jyy) + np.pi / 2, coherence
+
+
+def remainder_kept(keep: float, min_coherence: float = 0.0, sigma: float = 3.0) -> Fill:
+    """Telea plus ``keep`` times what a semi-transparent damage left of the photo: the damage
+    P - Telea, smoothed along the line over masked pixels only, is taken as the damage's own
+    slowly varying part, and what differs from it as the photo's detail (for P = (1-a) I + a c
+    with ``a`` smooth along the line that leaves (1-a) of the detail). Where the mask is not
+    line-like (coherence below ``min_coherence``: specks, junctions) Telea alone."""
+    def fill(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        base = shipped_fill(rgb, holes)
+        damage = np.where(holes[..., None], rgb - base, 0).astype(np.float32)
+        angle, coherence = _along_the_damage(holes)
+        yy, xx = np.mgrid[0:holes.shape[0], 0:holes.shape[1]].astype(np.float32)
+        total, weight = np.zeros_like(damage), np.zeros(holes.shape, np.float32)
+        for step in range(-int(3 * sigma), int(3 * sigma) + 1):
+            mx, my = xx + step * np.cos(angle), yy + step * np.sin(angle)
+            w = cv2.remap(holes.astype(np.float32), mx, my, cv2.INTER_LINEAR) * np.exp(-0.5 * (step / sigma) ** 2)
+            total += cv2.remap(damage, mx, my, cv2.INTER_LINEAR) * w[..., None]
+            weight += w
+        detail = damage - total / np.maximum(weight, 1e-6)[..., None]
+        kept = np.clip(base + keep * detail, 0, 1)
+        return np.where((coherence >= min_coherence)[..., None], kept, base).astype(np.float32)
+    return fill
+
+
 def reading_outside(fill: Fill, grow: int = 1) -> Fill:
     return lambda rgb, holes: fill(rgb, cv2.dilate(holes.astype(np.uint8), disk(grow)) > 0)
 
@@ -73,6 +109,10 @@ FILLS: dict[str, Fill] = {
     "normalised conv σ2.5": normalised_convolution(2.5),
     "normalised conv σ1.5, read outside +1 px": reading_outside(normalised_convolution(1.5)),
     "normalised conv σ2.5, read outside +1 px": reading_outside(normalised_convolution(2.5)),
+    "telea + remainder kept": remainder_kept(1.0),
+    "telea + remainder kept, line-like only": remainder_kept(1.0, 0.5),
+    "telea + half the remainder": remainder_kept(0.5),
+    "telea + half the remainder, line-like only": remainder_kept(0.5, 0.5),
 }
 
 
@@ -100,9 +140,13 @@ def report(name: str, label: str, crops: list, masks: list) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", choices=("synth_damage", "validation_damage"), default="synth_damage",
+                        help="whose damage, on training's photos (validation_damage draws no structures)")
+    generator = parser.parse_args().generator
     dd.MIRRORED_PASS = True
     model = PackagedModels("cpu", 2).get(dd.DETECTOR_ID)
-    crops = [s for s in damaged_crops("synth_damage", load_photos(), 48, 0.25) if s.mask.any()]
+    crops = [s for s in damaged_crops(generator, load_photos(), 48, 0.25) if s.mask.any()]
     detected = [dd.learned_mask(s.image, QUIET, model=model) for s in crops]
     for name in FILLS:
         report(name, "detected", crops, detected)

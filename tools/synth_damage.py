@@ -271,11 +271,12 @@ def _over_part(rng: np.random.Generator, image: np.ndarray, layer: np.ndarray) -
 
 
 def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int,
-                clean_fraction: float = 0.25, structure_fraction: float = 0.0, scene_fraction: float = 0.0) -> Sample:
+                clean_fraction: float = 0.25, structure_fraction: float = 0.0, scene_fraction: float = 0.0,
+                scene_kinds: tuple[str, ...] | None = None) -> Sample:
     """One crop; ``structure_fraction`` of them get a clean thin-line structure (the conservative
-    detector's training) and ``scene_fraction`` thin lines drawn into the scene
-    (tools/synth_scenes.py); at 0 no random number is drawn for either, so the packaged runs are
-    unchanged."""
+    detector's training) and ``scene_fraction`` thin lines drawn into the scene by one of
+    ``scene_kinds`` (tools/synth_scenes.py; default all); at 0 no random number is drawn for
+    either, so the packaged runs are unchanged."""
     names = list(PHOTOS)
     weights = np.array([PHOTOS[n] for n in names]) / sum(PHOTOS.values())
     photo = photos[names[rng.choice(len(names), p=weights)]]
@@ -283,7 +284,7 @@ def make_sample(rng: np.random.Generator, photos: dict[str, np.ndarray], size: i
     if structure_fraction and rng.random() < structure_fraction:
         image = _with_structure(rng, image)
     if scene_fraction and rng.random() < scene_fraction:
-        image = _over_part(rng, image, draw_scene(rng, image))
+        image = _over_part(rng, image, draw_scene(rng, image, scene_kinds))
     image = _tone(rng, image)
     clean = image.copy()
     kinds: tuple[str, ...] = ()

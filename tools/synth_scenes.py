@@ -142,6 +142,7 @@ SCENES: dict[str, Callable[[np.random.Generator, np.ndarray], np.ndarray]] = {
 }
 
 
-def draw_scene(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """``image`` with one scene drawer's lines drawn into it; label it undamaged."""
-    return SCENES[rng.choice(list(SCENES))](rng, image)
+def draw_scene(rng: np.random.Generator, image: np.ndarray, kinds: tuple[str, ...] | None = None) -> np.ndarray:
+    """``image`` with one scene drawer's lines drawn into it, one of ``kinds`` (default all of
+    SCENES, in its order); label it undamaged."""
+    return SCENES[rng.choice(list(kinds or SCENES))](rng, image)

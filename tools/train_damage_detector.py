@@ -20,7 +20,8 @@ With ``--second-generator`` (an experiment, no shipped detector uses it) that sh
 training and validation alike, is drawn by tools/validation_damage.py instead: all damaged, no
 structures, and that generator then no longer judges the result as damage never seen. With
 ``--scene-fraction`` (an experiment) that share of the crops get thin lines drawn into the scene
-from tools/synth_scenes.py (lit beam edges, railings, field tracks), labelled undamaged.
+from tools/synth_scenes.py (lit beam edges, railings, field tracks; ``--scene-kinds`` picks some),
+labelled undamaged.
 The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves.
 """
 from __future__ import annotations
@@ -39,25 +40,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models.damage_unet import CONSERVATIVE_WEIGHTS, PACKAGED_WEIGHTS, DamageUNet  # noqa: E402
 from tools.synth_damage import load_photos, make_sample  # noqa: E402
+from tools.synth_scenes import SCENES  # noqa: E402
 from tools.validation_damage import make_validation_sample  # noqa: E402
 
 log = logging.getLogger("train_damage_detector")
 
 
 def batch(rng: np.random.Generator, photos, size: int, count: int, structure_fraction: float = 0.0,
-          second_generator: float = 0.0, scene_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = [_sample(rng, photos, size, structure_fraction, second_generator, scene_fraction) for _ in range(count)]
+          second_generator: float = 0.0, scene_fraction: float = 0.0,
+          scene_kinds: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [_sample(rng, photos, size, structure_fraction, second_generator, scene_fraction, scene_kinds)
+               for _ in range(count)]
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
     masks = torch.from_numpy(np.stack([s.mask for s in samples])).unsqueeze(1).float()
     return images.contiguous(memory_format=torch.channels_last), masks
 
 
 def _sample(rng: np.random.Generator, photos, size: int, structure_fraction: float, second_generator: float,
-            scene_fraction: float):
+            scene_fraction: float, scene_kinds: tuple[str, ...] | None):
     # At second_generator 0 no random number is drawn for it: the packaged recipes' crops are unchanged.
     if second_generator and rng.random() < second_generator:
         return make_validation_sample(rng, photos, size)
-    return make_sample(rng, photos, size, structure_fraction=structure_fraction, scene_fraction=scene_fraction)
+    return make_sample(rng, photos, size, structure_fraction=structure_fraction, scene_fraction=scene_fraction,
+                       scene_kinds=scene_kinds)
 
 
 def loss_fn(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -95,7 +100,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     photos = load_photos()
     validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction,
-                        args.second_generator, args.scene_fraction) for i in range(args.val_batches)]
+                        args.second_generator, args.scene_fraction, args.scene_kinds) for i in range(args.val_batches)]
     rng = np.random.default_rng(args.seed)
     model = DamageUNet()
     if args.init is not None:  # fine-tune: start from a checkpoint of the same network
@@ -106,7 +111,7 @@ def train(args: argparse.Namespace) -> None:
     best, started = -1.0, time.perf_counter()
     for step in range(1, args.steps + 1):
         images, masks = batch(rng, photos, args.size, args.batch, args.structure_fraction, args.second_generator,
-                              args.scene_fraction)
+                              args.scene_fraction, args.scene_kinds)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
@@ -124,7 +129,7 @@ def train(args: argparse.Namespace) -> None:
                 save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
                                        "structure_fraction": args.structure_fraction,
                                        "second_generator": args.second_generator,
-                                       "scene_fraction": args.scene_fraction,
+                                       "scene_fraction": args.scene_fraction, "scene_kinds": args.scene_kinds,
                                        "init": args.init.name if args.init else None, "lr": args.lr, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
 
@@ -164,12 +169,15 @@ def main() -> None:
     parser.add_argument("--scene-fraction", type=float, default=0.0,
                         help="share of crops with thin lines drawn into the scene (tools/synth_scenes.py: lit "
                              "edges, railings, field tracks), labelled undamaged")
+    parser.add_argument("--scene-kinds", nargs="+", choices=list(SCENES), default=None,
+                        help="only these of the scene drawers (default: all)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this checkpoint's params (fine-tuning) instead of random ones")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: the packaged file of the detector these arguments train")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parser.parse_args()
+    args.scene_kinds = tuple(args.scene_kinds) if args.scene_kinds else None
     if args.out is None:
         args.out = default_out(args, {name: parser.get_default(name) for name in vars(args)})
     if args.out is None:
