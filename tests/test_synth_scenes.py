@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tools import train_damage_detector
+from tools.train_damage_detector import CropMix
 from tools.synth_damage import load_photos, make_sample
 from tools.synth_scenes import SCENES, field_tracks, lit_edges
 
@@ -52,7 +53,7 @@ def test_scene_crops_carry_no_damage_label_of_their_own():
 
 def test_the_scene_fraction_reaches_the_training_batches():
     photos = load_photos()
-    with_scenes, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3, scene_fraction=1.0)
+    with_scenes, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3, CropMix(scene_fraction=1.0))
     without, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3)
     assert not np.array_equal(with_scenes.numpy(), without.numpy())
 
@@ -62,9 +63,9 @@ def test_scene_kinds_choose_which_drawers_the_training_batches_use(monkeypatch):
     for name in SCENES:
         monkeypatch.setitem(SCENES, name, lambda rng, image, name=name: used.append(name) or image)
     photos = load_photos()
-    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24, scene_fraction=1.0,
-                                scene_kinds=("lit_edges", "railing"))
+    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24,
+                                CropMix(scene_fraction=1.0, scene_kinds=("lit_edges", "railing")))
     assert set(used) == {"lit_edges", "railing"}
     used.clear()
-    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24, scene_fraction=1.0)
+    train_damage_detector.batch(np.random.default_rng(4), photos, 64, 24, CropMix(scene_fraction=1.0))
     assert set(used) == set(SCENES)

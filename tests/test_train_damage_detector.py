@@ -42,7 +42,7 @@ def test_the_second_generator_at_zero_leaves_the_packaged_recipes_crops_as_they_
     from tools.synth_damage import load_photos, make_sample
 
     photos = load_photos()
-    images, masks = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3, 0.0, 0.0)
+    images, masks = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 3, train_damage_detector.CropMix())
     rng = np.random.default_rng(4)
     expected = [make_sample(rng, photos, 64) for _ in range(3)]
     assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), np.stack([s.image for s in expected]))
@@ -54,7 +54,8 @@ def test_the_second_generator_draws_its_share_of_the_crops():
     from tools.validation_damage import make_validation_sample
 
     photos = load_photos()
-    images, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 2, 0.0, 1.0)
+    images, _ = train_damage_detector.batch(np.random.default_rng(4), photos, 64, 2,
+                                                train_damage_detector.CropMix(second_generator=1.0))
     rng = np.random.default_rng(4)
     expected = []
     for _ in range(2):

@@ -84,10 +84,11 @@ def remainder_kept(keep: float, min_coherence: float = 0.0, sigma: float = 3.0) 
         damage = np.where(holes[..., None], rgb - base, 0).astype(np.float32)
         angle, coherence = _along_the_damage(holes)
         yy, xx = np.mgrid[0:holes.shape[0], 0:holes.shape[1]].astype(np.float32)
+        masked = holes.astype(np.float32)
         total, weight = np.zeros_like(damage), np.zeros(holes.shape, np.float32)
         for step in range(-int(3 * sigma), int(3 * sigma) + 1):
             mx, my = xx + step * np.cos(angle), yy + step * np.sin(angle)
-            w = cv2.remap(holes.astype(np.float32), mx, my, cv2.INTER_LINEAR) * np.exp(-0.5 * (step / sigma) ** 2)
+            w = cv2.remap(masked, mx, my, cv2.INTER_LINEAR) * np.exp(-0.5 * (step / sigma) ** 2)
             total += cv2.remap(damage, mx, my, cv2.INTER_LINEAR) * w[..., None]
             weight += w
         detail = damage - total / np.maximum(weight, 1e-6)[..., None]

@@ -27,6 +27,7 @@ The checkpoint is written (fp16, ~0.7 MB) whenever validation F1 improves.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -46,23 +47,36 @@ from tools.validation_damage import make_validation_sample  # noqa: E402
 log = logging.getLogger("train_damage_detector")
 
 
-def batch(rng: np.random.Generator, photos, size: int, count: int, structure_fraction: float = 0.0,
-          second_generator: float = 0.0, scene_fraction: float = 0.0,
-          scene_kinds: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = [_sample(rng, photos, size, structure_fraction, second_generator, scene_fraction, scene_kinds)
-               for _ in range(count)]
+@dataclasses.dataclass(frozen=True)
+class CropMix:
+    """What the crops carry besides synth_damage's damage and photos: the shares with clean
+    structures, with the second generator's crops instead, and with scene lines (of these kinds;
+    None: all). Every share at 0 is the standard detector's recipe."""
+    structure_fraction: float = 0.0
+    second_generator: float = 0.0
+    scene_fraction: float = 0.0
+    scene_kinds: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "CropMix":
+        return cls(args.structure_fraction, args.second_generator, args.scene_fraction,
+                   tuple(args.scene_kinds) if args.scene_kinds else None)
+
+
+def batch(rng: np.random.Generator, photos, size: int, count: int,
+          mix: CropMix = CropMix()) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [_sample(rng, photos, size, mix) for _ in range(count)]
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
     masks = torch.from_numpy(np.stack([s.mask for s in samples])).unsqueeze(1).float()
     return images.contiguous(memory_format=torch.channels_last), masks
 
 
-def _sample(rng: np.random.Generator, photos, size: int, structure_fraction: float, second_generator: float,
-            scene_fraction: float, scene_kinds: tuple[str, ...] | None):
+def _sample(rng: np.random.Generator, photos, size: int, mix: CropMix):
     # At second_generator 0 no random number is drawn for it: the packaged recipes' crops are unchanged.
-    if second_generator and rng.random() < second_generator:
+    if mix.second_generator and rng.random() < mix.second_generator:
         return make_validation_sample(rng, photos, size)
-    return make_sample(rng, photos, size, structure_fraction=structure_fraction, scene_fraction=scene_fraction,
-                       scene_kinds=scene_kinds)
+    return make_sample(rng, photos, size, structure_fraction=mix.structure_fraction,
+                       scene_fraction=mix.scene_fraction, scene_kinds=mix.scene_kinds)
 
 
 def loss_fn(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -98,9 +112,9 @@ def save(model: DamageUNet, path: Path, meta: dict) -> None:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    photos = load_photos()
-    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, args.structure_fraction,
-                        args.second_generator, args.scene_fraction, args.scene_kinds) for i in range(args.val_batches)]
+    photos, mix = load_photos(), CropMix.from_args(args)
+    validation = [batch(np.random.default_rng(10_000 + i), photos, args.size, args.batch, mix)
+                  for i in range(args.val_batches)]
     rng = np.random.default_rng(args.seed)
     model = DamageUNet()
     if args.init is not None:  # fine-tune: start from a checkpoint of the same network
@@ -110,8 +124,7 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     best, started = -1.0, time.perf_counter()
     for step in range(1, args.steps + 1):
-        images, masks = batch(rng, photos, args.size, args.batch, args.structure_fraction, args.second_generator,
-                              args.scene_fraction, args.scene_kinds)
+        images, masks = batch(rng, photos, args.size, args.batch, mix)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
@@ -126,10 +139,7 @@ def train(args: argparse.Namespace) -> None:
                      {k: round(v, 3) for k, v in scores.items()}, elapsed)
             if scores["f1"] > best:
                 best = scores["f1"]
-                save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size,
-                                       "structure_fraction": args.structure_fraction,
-                                       "second_generator": args.second_generator,
-                                       "scene_fraction": args.scene_fraction, "scene_kinds": args.scene_kinds,
+                save(model, args.out, {"step": step, "seed": args.seed, "crop": args.size, **dataclasses.asdict(mix),
                                        "init": args.init.name if args.init else None, "lr": args.lr, **scores})
     log.info("done: best validation F1 %.3f, weights in %s", best, args.out)
 
@@ -177,7 +187,6 @@ def main() -> None:
                         help="default: the packaged file of the detector these arguments train")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parser.parse_args()
-    args.scene_kinds = tuple(args.scene_kinds) if args.scene_kinds else None
     if args.out is None:
         args.out = default_out(args, {name: parser.get_default(name) for name in vars(args)})
     if args.out is None:
